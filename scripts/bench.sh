@@ -1,0 +1,209 @@
+#!/usr/bin/env bash
+# Benchmark ferrokeeper against the real Apache ZooKeeper 3.8.0 (Debian package) in one run and
+# print one table: each figure for both servers and the ratio. On demand only (not run by
+# scripts/test.sh): it takes ~15 minutes and its figures depend on the machine.
+#
+# Usage: scripts/bench.sh            full run
+#        BENCH_QUICK=1 scripts/bench.sh   short windows, 100k znodes, 2000-session storm (smoke test)
+#
+# Both servers get the same zoo.cfg (fsync on: ZooKeeper's default forceSync=yes; dataDir on the
+# same disk, under $BENCH_DIR), maxClientCnxns=0 so the 10,000-session storm is not refused per
+# source IP, and run one at a time so neither steals CPU from the other. ZooKeeper runs with
+# default JVM settings plus -Xmx$ZK_HEAP. The generator (ferrokeeper-bench) shares the cores with
+# the server; it reports its own CPU and the server's for every row.
+#
+# Outputs in $BENCH_OUT: results.jsonl (one JSON object per row), table.txt, bench.png.
+#
+# Adding a server kind (a 3-node ensemble, a failover run) is a start_<kind> function plus its
+# name in BENCH_SERVERS; the suite and the report pick it up. When ferrokeeper gets durable
+# storage, set durable_ferrokeeper=true below and its restart row is measured like ZooKeeper's.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/ferrokeeper-target}
+BENCH_DIR=${BENCH_DIR:-/tmp/ferrokeeper-bench}
+BENCH_OUT=${BENCH_OUT:-$ROOT/bench-results}
+BENCH_SERVERS=${BENCH_SERVERS:-"zookeeper ferrokeeper"}
+ZK_HEAP=${ZK_HEAP:-2g}
+PORT_BASE=${PORT_BASE:-23100}
+if [ "${BENCH_QUICK:-0}" = 1 ]; then
+    WARMUP=0.5 SECS=2 ZNODES=100000 STORM=2000 WATCHERS=200 ROUNDS=5
+else
+    WARMUP=2 SECS=8 ZNODES=1000000 STORM=10000 WATCHERS=1000 ROUNDS=20
+fi
+WORKLOADS="create set-data get-data exists get-children mixed"
+
+# Durability of each kind: decides the restart row.
+durable_zookeeper=true
+durable_ferrokeeper=false # in-memory until the RocksDB storage lands
+
+log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+ensure_tools() {
+    if ! python3 -c 'import matplotlib' 2>/dev/null; then
+        log "installing matplotlib (pip)"
+        python3 -m pip install --quiet matplotlib
+    fi
+    [ -r /usr/share/java/zookeeper.jar ] || bash scripts/install-test-deps.sh
+    command -v nc >/dev/null || { echo "nc is needed" >&2; exit 1; }
+}
+
+write_zoo_cfg() { # <dir> <port>
+    mkdir -p "$1/data"
+    cat > "$1/zoo.cfg" <<CFG
+tickTime=2000
+dataDir=$1/data
+clientPort=$2
+clientPortAddress=127.0.0.1
+maxClientCnxns=0
+admin.enableServer=false
+4lw.commands.whitelist=*
+CFG
+}
+
+wait_ready() { # <port> <pid>
+    local i
+    for i in $(seq 1 600); do
+        kill -0 "$2" 2>/dev/null || return 1
+        [ "$(printf ruok | nc -q1 -w1 127.0.0.1 "$1" 2>/dev/null)" = imok ] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+start_zookeeper() { # <dir> <port>  (prints pid)
+    java -Xmx"$ZK_HEAP" -cp "/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-simple.jar" \
+        org.apache.zookeeper.server.ZooKeeperServerMain "$1/zoo.cfg" >> "$1/server.log" 2>&1 &
+    echo $!
+}
+
+start_ferrokeeper() { # <dir> <port>  (prints pid)
+    "$CARGO_TARGET_DIR/release/ferrokeeper" "$1/zoo.cfg" >> "$1/server.log" 2>&1 &
+    echo $!
+}
+
+stop_pid() { # <pid>
+    local i
+    kill "$1" 2>/dev/null || return 0
+    for i in $(seq 1 100); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
+    kill -9 "$1" 2>/dev/null || true
+}
+
+# Starts <kind> in <dir> (keeping its data) and waits until it answers; sets PID.
+start() { # <kind> <dir> <port>
+    PID=$("start_$1" "$2" "$3")
+    wait_ready "$3" "$PID" || { log "$1 did not start; log:"; tail -30 "$2/server.log" >&2; exit 1; }
+}
+
+bench() { # <kind> <port> <pid> <args...>
+    local kind=$1 port=$2 pid=$3 durable_var="durable_$1"
+    shift 3
+    "$CARGO_TARGET_DIR/release/ferrokeeper-bench" --server "127.0.0.1:$port" --label "$kind" --server-pid "$pid" \
+        --durable "${!durable_var}" --json "$BENCH_OUT/results.jsonl" --source-ips 64 "$@"
+}
+
+row() { # <json>: a row the generator does not measure itself
+    echo "$1" >> "$BENCH_OUT/results.jsonl"
+}
+
+listen_overflows() { # kernel-wide count of connections dropped because an accept queue was full
+    awk '/^TcpExt:/ { if (!seen) { split($0, keys); seen = 1 } else { split($0, values);
+        for (i in keys) if (keys[i] == "ListenOverflows") print values[i] } }' /proc/net/netstat
+}
+
+# What the disk under the dataDirs allows: fdatasync calls per second on a preallocated file
+# (ZooKeeper's txn log does force(false) = fdatasync on a preallocated 64 MB file). This caps a
+# durable server's group commits per second; it is measured, not assumed.
+measure_disk_syncs() {
+    python3 - "$BENCH_DIR/synctest" <<'PY'
+import os, sys, time
+path = sys.argv[1]
+fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+os.posix_fallocate(fd, 0, 64 << 20)
+os.fsync(fd)
+n, start, pos = 0, time.monotonic(), 0
+while time.monotonic() - start < 3.0:
+    os.pwrite(fd, b"x" * 512, pos)
+    os.fdatasync(fd)
+    pos = (pos + 512) % (64 << 20)
+    n += 1
+elapsed = time.monotonic() - start
+os.close(fd)
+os.unlink(path)
+print(f"{n / elapsed:.1f}")
+PY
+}
+
+run_suite() { # <kind>
+    local kind=$1 dir="$BENCH_DIR/$1" port durable_var="durable_$1" w
+    # Phase 1, fresh server: request workloads, watch fan-out, connection storm.
+    port=$((PORT_BASE + 10 * $(echo "$BENCH_SERVERS" | tr ' ' '\n' | grep -n -x "$kind" | cut -d: -f1)))
+    rm -rf "$dir"; write_zoo_cfg "$dir" "$port"
+    start "$kind" "$dir" "$port"
+    log "$kind: pid $PID on port $port"
+    for w in $WORKLOADS; do
+        bench "$kind" "$port" "$PID" load "$w" --mode throughput --sessions 32 --outstanding 1000 \
+            --warmup-secs "$WARMUP" --secs "$SECS"
+        bench "$kind" "$port" "$PID" load "$w" --mode latency --sessions 1 --outstanding 1 \
+            --warmup-secs "$WARMUP" --secs "$SECS"
+    done
+    bench "$kind" "$port" "$PID" watch --sessions "$WATCHERS" --rounds "$ROUNDS"
+    local overflows_before
+    overflows_before=$(listen_overflows)
+    bench "$kind" "$port" "$PID" connect --sessions "$STORM"
+    row "{\"server\":\"$kind\",\"workload\":\"connect\",\"mode\":\"listenOverflows\",\"count\":$(($(listen_overflows) - overflows_before)),\"durable\":${!durable_var}}"
+    stop_pid "$PID"
+
+    # Phase 2, fresh server: the big tree, its memory and disk footprint, restart with it.
+    port=$((port + 1))
+    rm -rf "$dir"; write_zoo_cfg "$dir" "$port"
+    start "$kind" "$dir" "$port"
+    bench "$kind" "$port" "$PID" load populate --mode populate --sessions 32 --outstanding 1000 --count "$ZNODES"
+    sleep 3
+    local rss_kib data_bytes
+    rss_kib=$(ps -o rss= -p "$PID" | tr -d ' ')
+    data_bytes=$(du -sb "$dir/data" | cut -f1)
+    log "$kind: RSS ${rss_kib} KiB, data dir ${data_bytes} bytes with $ZNODES znodes"
+    row "{\"server\":\"$kind\",\"workload\":\"memory\",\"mode\":\"$ZNODES znodes\",\"rss_kib\":$rss_kib,\"durable\":${!durable_var}}"
+    row "{\"server\":\"$kind\",\"workload\":\"dataDir\",\"mode\":\"$ZNODES znodes\",\"data_dir_bytes\":$data_bytes,\"durable\":${!durable_var}}"
+    stop_pid "$PID"
+    if [ "${!durable_var}" = true ]; then
+        port=$((port + 1))
+        sed -i "s/^clientPort=.*/clientPort=$port/" "$dir/zoo.cfg"
+        local since_ms
+        since_ms=$(date +%s%3N)
+        PID=$("start_$kind" "$dir" "$port")
+        bench "$kind" "$port" "$PID" first-read --since-epoch-ms "$since_ms" --path /bench/big/0/0
+        stop_pid "$PID"
+    else
+        row "{\"server\":\"$kind\",\"workload\":\"restart\",\"mode\":\"firstRead\",\"restart_ms\":null,\"durable\":false}"
+    fi
+}
+
+main() {
+    ensure_tools
+    log "building ferrokeeper and ferrokeeper-bench (release)"
+    cargo build --release --locked --bins >&2
+    mkdir -p "$BENCH_OUT" "$BENCH_DIR"
+    : > "$BENCH_OUT/results.jsonl"
+    ulimit -n "$(ulimit -Hn)"
+    local syncs
+    syncs=$(measure_disk_syncs)
+    log "disk: $syncs fdatasync/s"
+    row "{\"server\":\"_machine\",\"workload\":\"disk\",\"mode\":\"fdatasync\",\"syncs_per_sec\":$syncs}"
+    local kind
+    for kind in $BENCH_SERVERS; do
+        log "=== $kind"
+        run_suite "$kind"
+    done
+    {
+        echo "date: $(date -u +%Y-%m-%dT%H:%MZ)  machine: $(nproc) cores $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(free -g | awk '/Mem:/{print $2}') GiB, kernel $(uname -r)"
+        echo "zookeeper: $(java -version 2>&1 | head -1), -Xmx$ZK_HEAP, forceSync=yes (default); ferrokeeper: $(git rev-parse --short HEAD)$([ "$durable_ferrokeeper" = true ] || echo ', in-memory: does NOT fsync (durable storage not landed yet)')"
+        echo "dataDir disk: $(df --output=source "$BENCH_DIR" | tail -1), $syncs fdatasync/s measured; windows: ${WARMUP}s warm-up + ${SECS}s measured"
+        echo "listen backlog: somaxconn $(cat /proc/sys/net/core/somaxconn); generator and server share the cores: see cpu columns in results.jsonl"
+    } > "$BENCH_OUT/header.txt"
+    python3 scripts/bench_report.py "$BENCH_OUT"
+}
+
+main "$@"

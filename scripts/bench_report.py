@@ -1,0 +1,196 @@
+#!/usr/bin/env python3
+"""Turns scripts/bench.sh's results.jsonl into the comparison table (table.txt, printed) and the
+plot (bench.png). The first server kind in the file is the baseline; every other kind gets a
+ratio column against it, so ensemble rows need no change here.
+
+Ratios are written so that > 1 means "better than the baseline": throughput and sessions/s are
+other/baseline; latency, memory, disk and restart time are baseline/other.
+"""
+import json
+import os
+import sys
+
+WORKLOAD_ORDER = ["create", "setData", "getData", "exists", "getChildren", "mixed"]
+# Targets of issue 4 (ferrokeeper vs ZooKeeper): ratio that counts as met, per figure.
+TARGETS = {"ops": 3.0, "p99": 3.0, "rss": 4.0, "restart": 5.0}
+
+
+def load(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def fmt_rate(v):
+    return "-" if v is None else f"{v:,.0f}"
+
+
+def fmt_us(v):
+    if v is None:
+        return "-"
+    return f"{v / 1000:.2f}ms" if v >= 1000 else f"{v:.0f}us"
+
+
+def ratio(base, other, higher_is_better):
+    if base in (None, 0) or other in (None, 0):
+        return None
+    return other / base if higher_is_better else base / other
+
+
+def fmt_ratio(r, target=None):
+    if r is None:
+        return "-"
+    mark = "" if target is None else (" ok" if r >= target else " MISS")
+    return f"{r:.2f}x{mark}"
+
+
+def main(out_dir):
+    rows = load(os.path.join(out_dir, "results.jsonl"))
+    servers = []
+    for r in rows:
+        # Rows about the machine itself ("_machine") are not a server to compare.
+        if not r["server"].startswith("_") and r["server"] not in servers:
+            servers.append(r["server"])
+    base = servers[0]
+    index = {(r["server"], r["workload"], r["mode"]): r for r in rows}
+
+    def get(server, workload, mode, key):
+        r = index.get((server, workload, mode))
+        return None if r is None else r.get(key)
+
+    lines = []
+    header = os.path.join(out_dir, "header.txt")
+    if os.path.exists(header):
+        lines += open(header).read().rstrip().splitlines()
+    lines.append("ratio columns: other/base for rates, base/other for latency/memory/disk/time (>1 = better than "
+                 f"{base}); 'ok'/'MISS' against the targets (3x throughput, 1/3 p99, 1/4 RSS, 5x restart)")
+    lines.append("")
+
+    def table(title, columns, body):
+        widths = [max(len(str(c)), *(len(str(row[i])) for row in body)) for i, c in enumerate(columns)]
+        lines.append(title)
+        lines.append("  ".join(str(c).ljust(w) for c, w in zip(columns, widths)))
+        lines.append("  ".join("-" * w for w in widths))
+        for row in body:
+            lines.append("  ".join(str(c).ljust(w) for c, w in zip(row, widths)))
+        lines.append("")
+
+    others = servers[1:]
+    for mode, title in [("throughput", "Throughput mode: 32 sessions, 1,000 requests outstanding"),
+                        ("latency", "Latency mode: 1 session, 1 request in flight")]:
+        cols = ["workload"]
+        for s in servers:
+            cols += [f"{s} ops/s"]
+        cols += [f"x {o}" for o in others]
+        for s in servers:
+            cols += [f"{s} p50", f"{s} p99", f"{s} p99.9"]
+        cols += [f"p99 x {o}" for o in others]
+        for s in servers:
+            cols += [f"{s} cpu us/op"]
+        body = []
+        for w in WORKLOAD_ORDER:
+            row = [w]
+            row += [fmt_rate(get(s, w, mode, "ops_per_sec")) for s in servers]
+            row += [fmt_ratio(ratio(get(base, w, mode, "ops_per_sec"), get(o, w, mode, "ops_per_sec"), True),
+                              TARGETS["ops"]) for o in others]
+            for s in servers:
+                row += [fmt_us(get(s, w, mode, k)) for k in ("p50_us", "p99_us", "p999_us")]
+            row += [fmt_ratio(ratio(get(base, w, mode, "p99_us"), get(o, w, mode, "p99_us"), False),
+                              TARGETS["p99"]) for o in others]
+            for s in servers:
+                v = get(s, w, mode, "server_cpu_us_per_op")
+                row += ["-" if v is None else f"{v:.1f}"]
+            body.append(row)
+        table(title, cols, body)
+
+    cols = ["figure"] + servers + [f"x {o}" for o in others]
+    body = []
+    def special(label, workload, mode, key, fmt, higher_is_better, target=None, na=None):
+        """One figure per server; `na` replaces the value of a server that is not durable."""
+        def not_durable(s):
+            r = index.get((s, workload, mode))
+            return na is not None and r is not None and not r.get("durable", True)
+        row = [label] + [na if not_durable(s) else fmt(get(s, workload, mode, key)) for s in servers]
+        for o in others:
+            r = None if not_durable(base) or not_durable(o) else ratio(
+                get(base, workload, mode, key), get(o, workload, mode, key), higher_is_better)
+            row.append(fmt_ratio(r, target))
+        body.append(row)
+
+    mode_of = lambda w: next((r["mode"] for r in rows if r["workload"] == w), "")
+    watchers = next((r["sessions"] for r in rows if r["workload"] == "watchFanout"), 0)
+    special(f"watch fan-out p50 (setData -> last of {watchers:,} events)", "watchFanout", "fanout", "p50_us", fmt_us,
+            False)
+    special("watch fan-out p99", "watchFanout", "fanout", "p99_us", fmt_us, False, TARGETS["p99"])
+    special("connect storm: sessions/s", "connect", "storm", "ops_per_sec", fmt_rate, True)
+    special("connect storm: time to all connected", "connect", "storm", "secs",
+            lambda v: "-" if v is None else f"{v:.2f}s", False)
+    special("connect storm: p99 connect latency", "connect", "storm", "p99_us", fmt_us, False)
+    special("connect storm: failed connects", "connect", "storm", "errors", lambda v: "-" if v is None else str(v), False)
+    special("connect storm: accept-queue overflows (kernel)", "connect", "listenOverflows", "count",
+            lambda v: "-" if v is None else f"{v:,}", False)
+    pm = mode_of("populate")
+    special(f"populate ({pm}) creates/s", "populate", pm, "ops_per_sec", fmt_rate, True)
+    mm = mode_of("memory")
+    special(f"RSS with {mm}", "memory", mm, "rss_kib", lambda v: "-" if v is None else f"{v / 1024:,.0f} MiB", False,
+            TARGETS["rss"])
+    special(f"data dir with {mm}", "dataDir", mm, "data_dir_bytes",
+            lambda v: "-" if v is None else f"{v / 2**20:,.0f} MiB", False, na="n/a (in-memory)")
+    special("restart to first served read", "restart", "firstRead", "restart_ms",
+            lambda v: "-" if v is None else f"{v / 1000:.2f}s", False, TARGETS["restart"], na="n/a (in-memory)")
+    table("Other figures", cols, body)
+    other_cols = ["server", "server cpu cores", "client cpu cores", "other load (cores)"]
+    other_body = []
+    for s in servers:
+        rs = [r for r in rows if r["server"] == s and "other_cpu_cores" in r and r.get("other_cpu_cores") is not None]
+        if rs:
+            avg = lambda k: sum(r.get(k) or 0 for r in rs) / len(rs)
+            other_body.append([s, f"{avg('server_cpu_cores'):.2f}", f"{avg('client_cpu_cores'):.2f}",
+                               f"{avg('other_cpu_cores'):.2f}"])
+    if other_body:
+        table("CPU during the measured windows (mean over rows; 'other' = machine busy - server - generator)",
+              other_cols, other_body)
+
+    text = "\n".join(lines)
+    print(text)
+    with open(os.path.join(out_dir, "table.txt"), "w") as f:
+        f.write(text + "\n")
+    durability = ", ".join(f"{s}: {'fsync' if any(r.get('durable') for r in rows if r['server'] == s) else 'in-memory, no fsync'}"
+                           for s in servers)
+    plot(rows, servers, out_dir, durability)
+
+
+def plot(rows, servers, out_dir, durability):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    index = {(r["server"], r["workload"], r["mode"]): r for r in rows}
+    fig, axes = plt.subplots(1, 3, figsize=(18, 5.5))
+    width = 0.8 / len(servers)
+    xs = range(len(WORKLOAD_ORDER))
+    panels = [("throughput", "ops_per_sec", "Throughput, 32 sessions x 1,000 in flight (ops/s)"),
+              ("throughput", "p99_us", "p99 latency, 32 sessions x 1,000 in flight (us)"),
+              ("latency", "p99_us", "p99 latency, 1 session x 1 in flight (us)")]
+    colors = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd"]
+    for ax, (mode, key, title) in zip(axes, panels):
+        for i, s in enumerate(servers):
+            values = [(index.get((s, w, mode)) or {}).get(key) or 0 for w in WORKLOAD_ORDER]
+            bars = ax.bar([x + i * width for x in xs], values, width, label=s, color=colors[i % len(colors)])
+            for bar, v in zip(bars, values):
+                if v:
+                    label = f"{v / 1000:.0f}k" if key == "ops_per_sec" else (f"{v / 1000:.1f}ms" if v >= 1000 else f"{v:.0f}us")
+                    ax.annotate(label, (bar.get_x() + bar.get_width() / 2, v), ha="center", va="bottom", fontsize=7)
+        ax.set_yscale("log")
+        ax.set_xticks([x + width * (len(servers) - 1) / 2 for x in xs])
+        ax.set_xticklabels(WORKLOAD_ORDER, rotation=20)
+        ax.set_title(title, fontsize=10)
+        ax.grid(axis="y", which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"ferrokeeper vs Apache ZooKeeper 3.8.0 (log scale; lower latency is better) - {durability}",
+                 fontsize=11)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out_dir, "bench.png"), dpi=110)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "bench-results")

@@ -1,0 +1,185 @@
+//! Wiring: builds the pipeline from the configuration, binds the client port, runs the tasks and
+//! owns shutdown (SIGTERM/SIGINT stop accepting, stop the pipeline, and return).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+use crate::admin::four_letter::AdminState;
+use crate::config::Config;
+use crate::server::auth::AuthSettings;
+use crate::server::core::{Core, CoreSettings};
+use crate::server::net::{conn_limits, run_core, run_listener, Clock, Persistence};
+use crate::storage::txn_log::TxnLog;
+use crate::storage::{restore, Layout, LogWriter};
+use crate::server::prep::PrepSettings;
+
+/// Why the node could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The client port could not be bound.
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// Address.
+        address: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The data directory could not be created.
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        /// Path.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// Storage could not be opened or the data could not be restored.
+    #[error("cannot start from the data directory: {0}")]
+    Storage(#[from] crate::storage::StorageError),
+    /// Quorum mode is not implemented yet.
+    #[error("this configuration has server.N lines for a quorum; ferrokeeper runs standalone only so far")]
+    QuorumUnsupported,
+}
+
+/// The pipeline settings a configuration implies.
+pub fn core_settings(config: &Config) -> CoreSettings {
+    CoreSettings {
+        tick_ms: config.tick_time_ms as i64,
+        min_session_timeout_ms: config.min_session_timeout_ms.min(i32::MAX as u32) as i32,
+        max_session_timeout_ms: config.max_session_timeout_ms.min(i32::MAX as u32) as i32,
+        // Standalone servers use server id 1 in session ids (`createSessionTrackerServerId`).
+        server_id: 1,
+        prep: PrepSettings {
+            auth: AuthSettings { super_digest: config.super_digest.clone(), skip_acl: config.skip_acl },
+            extended_types_enabled: config.extended_types_enabled,
+            reconfig_enabled: config.reconfig_enabled,
+        },
+        container_max_never_used_ms: config.container_max_never_used_interval_ms as i64,
+        container_max_per_minute: config.container_max_per_minute as usize,
+    }
+}
+
+/// The client address to bind.
+pub fn client_address(config: &Config) -> String {
+    let host = config.client_port_address.clone().unwrap_or_else(|| "0.0.0.0".into());
+    let port = config.client_port.unwrap_or(2181);
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// Runs a standalone server until SIGTERM or SIGINT.
+pub async fn run(config: Config) -> Result<(), NodeError> {
+    if config.is_quorum() && !config.standalone_enabled {
+        return Err(NodeError::QuorumUnsupported);
+    }
+    if config.is_quorum() {
+        warn!("server.N lines found; quorum mode is not implemented yet, running standalone");
+    }
+    for dir in [&config.data_dir, &config.data_log_dir] {
+        std::fs::create_dir_all(dir).map_err(|source| NodeError::DataDir { path: dir.display().to_string(), source })?;
+    }
+    let clock = Clock::new();
+    let started = std::time::Instant::now();
+    let layout = Layout::new(&config.data_dir, &config.data_log_dir);
+    layout.create_dirs()?;
+    let (log, restored) = tokio::task::spawn_blocking({
+        let layout = layout.clone();
+        let extended = config.extended_types_enabled;
+        move || -> Result<_, crate::storage::StorageError> {
+            let log = TxnLog::open(&layout.log_dir)?;
+            let restored = restore(&layout, &log, extended)?;
+            Ok((log, restored))
+        }
+    })
+    .await
+    .map_err(|e| NodeError::DataDir { path: layout.log_dir.display().to_string(), source: std::io::Error::other(e) })??;
+    info!(
+        last_zxid = format_args!("{:#x}", restored.last_zxid),
+        nodes = restored.tree.node_count(),
+        sessions = restored.sessions.len(),
+        txns_replayed = restored.txns_replayed,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "data restored"
+    );
+    let address = client_address(&config);
+    let listener = TcpListener::bind(&address).await.map_err(|source| NodeError::Bind { address: address.clone(), source })?;
+    let local: SocketAddr = listener.local_addr().map_err(|source| NodeError::Bind { address: address.clone(), source })?;
+    let now = clock.now();
+    let mut core = Core::restored(
+        core_settings(&config),
+        restored.tree,
+        &restored.sessions,
+        restored.last_zxid,
+        restored.last_alive_ms,
+        now,
+    );
+    core.slow_request_threshold_ms = config.slow_request_threshold_ms.min(i64::MAX as u64) as i64;
+    core.metrics.observe("dbinittime", started.elapsed().as_millis() as i64);
+    let writer = LogWriter::start(log, restored.last_zxid, config.force_sync, config.max_batch_size.max(1) as usize);
+    let persistence = Persistence {
+        writer,
+        snapshot_dir: layout.snapshot_dir.clone(),
+        snap_count: u64::from(config.snap_count.max(2)),
+        snap_retain_count: config.autopurge_snap_retain_count.max(3) as usize,
+        purge_interval: (config.autopurge_purge_interval_hours > 0)
+            .then(|| Duration::from_secs(u64::from(config.autopurge_purge_interval_hours) * 3600)),
+        seed: now.wall_ms as u64 ^ u64::from(std::process::id()),
+    };
+    let mut admin = AdminState::new(config.clone());
+    admin.started_mono_ms = now.mono_ms;
+    admin.started_wall_ms = now.wall_ms;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let limit = config.global_outstanding_limit.max(1) as usize;
+    let (events_tx, events_rx) = mpsc::channel(limit);
+    let container_interval = Duration::from_millis(config.container_check_interval_ms as u64);
+    let core_task = tokio::spawn(run_core(
+        core,
+        admin,
+        events_rx,
+        clock,
+        container_interval,
+        limit,
+        Some(persistence),
+        shutdown_rx.clone(),
+    ));
+    // ---- observability endpoints (admin::http) ----
+    let http_tasks = crate::admin::http::spawn_endpoints(&config, &events_tx, &shutdown_rx)
+        .await
+        .map_err(|(address, source)| NodeError::Bind { address, source })?;
+    let listener_task = tokio::spawn(run_listener(listener, events_tx, conn_limits(&config), shutdown_rx));
+    info!(address = %local, data_dir = %config.data_dir.display(), "ferrokeeper {} serving clients (standalone)", env!("CARGO_PKG_VERSION"));
+    wait_for_signal().await;
+    info!("shutting down");
+    let _ = shutdown_tx.send(true);
+    let _ = listener_task.await;
+    for task in http_tasks {
+        let _ = task.await;
+    }
+    if let Ok(Some(persistence)) = core_task.await {
+        // Let the log writer finish what it was handed, then close RocksDB.
+        let _ = tokio::task::spawn_blocking(move || persistence.writer.stop()).await;
+    }
+    info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

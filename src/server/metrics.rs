@@ -1,0 +1,377 @@
+//! Server metrics under ZooKeeper's names (`ServerMetrics`, PROTOCOL.md §3.7), updated by the
+//! pipeline and read by `mntr` (and, later, the Prometheus endpoint).
+//!
+//! Summaries keep count, sum, min and max, plus a bounded window of recent samples for the
+//! percentiles of the "advanced" ones (ZooKeeper's `AvgMinMaxPercentileCounter`).
+
+use std::collections::{BTreeMap, VecDeque};
+
+/// How many recent samples percentile summaries keep.
+const PERCENTILE_WINDOW: usize = 1024;
+
+/// A summary metric: `avg_`, `min_`, `max_`, `cnt_`, `sum_` and, when `percentiles`, `p50_`,
+/// `p95_`, `p99_`, `p999_`.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    /// Samples recorded.
+    pub count: u64,
+    /// Sum of samples.
+    pub sum: i64,
+    /// Smallest sample (0 when none).
+    pub min: i64,
+    /// Largest sample (0 when none).
+    pub max: i64,
+    window: VecDeque<i64>,
+    percentiles: bool,
+}
+
+impl Summary {
+    fn with_percentiles() -> Summary {
+        Summary { percentiles: true, ..Summary::default() }
+    }
+
+    /// Records one sample.
+    pub fn add(&mut self, value: i64) {
+        if self.count == 0 || value < self.min {
+            self.min = value;
+        }
+        if self.count == 0 || value > self.max {
+            self.max = value;
+        }
+        self.count += 1;
+        self.sum = self.sum.saturating_add(value);
+        if self.percentiles {
+            if self.window.len() == PERCENTILE_WINDOW {
+                self.window.pop_front();
+            }
+            self.window.push_back(value);
+        }
+    }
+
+    /// Mean, 0.0 when empty.
+    pub fn avg(&self) -> f64 {
+        if self.count == 0 {
+            0.0
+        } else {
+            self.sum as f64 / self.count as f64
+        }
+    }
+
+    /// The `q` quantile (0..=1) of the recent window, 0 when empty.
+    pub fn quantile(&self, q: f64) -> i64 {
+        if self.window.is_empty() {
+            return 0;
+        }
+        let mut sorted: Vec<i64> = self.window.iter().copied().collect();
+        sorted.sort_unstable();
+        let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+        sorted[rank - 1]
+    }
+
+    /// Whether this summary keeps percentiles (ZooKeeper's `SummaryLevel.ADVANCED`).
+    pub fn is_advanced(&self) -> bool {
+        self.percentiles
+    }
+
+    /// Whether the percentile window holds any sample (Prometheus prints `NaN` quantiles otherwise).
+    pub fn has_window(&self) -> bool {
+        !self.window.is_empty()
+    }
+
+    /// Several quantiles of the recent window with one sort; `None` when the window is empty.
+    pub fn quantiles<const N: usize>(&self, qs: [f64; N]) -> Option<[i64; N]> {
+        if self.window.is_empty() {
+            return None;
+        }
+        let mut sorted: Vec<i64> = self.window.iter().copied().collect();
+        sorted.sort_unstable();
+        let mut out = [0; N];
+        for (slot, q) in out.iter_mut().zip(qs) {
+            let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+            *slot = sorted[rank - 1];
+        }
+        Some(out)
+    }
+
+    fn reset(&mut self) {
+        *self = Summary { percentiles: self.percentiles, ..Summary::default() };
+    }
+}
+
+/// Counters and gauges ZooKeeper 3.8 reports, in its `mntr` order after the fixed first lines.
+/// Those ferrokeeper does not measure (JVM, Netty, TLS, quorum internals on a standalone server)
+/// stay 0, as they are on an idle ZooKeeper.
+pub const COUNTER_NAMES: [&str; 70] = [
+    "version",
+    "server_state",
+    "ephemerals_count",
+    "num_alive_connections",
+    "outstanding_requests",
+    "znode_count",
+    "global_sessions",
+    "non_mtls_remote_conn_count",
+    "last_client_response_size",
+    "packets_sent",
+    "packets_received",
+    "max_client_response_size",
+    "connection_drop_probability",
+    "watch_count",
+    "auth_failed_count",
+    "max_file_descriptor_count",
+    "approximate_data_size",
+    "open_file_descriptor_count",
+    "local_sessions",
+    "uptime",
+    "outstanding_tls_handshake",
+    "min_client_response_size",
+    "non_mtls_local_conn_count",
+    "proposal_count",
+    "watch_bytes",
+    "outstanding_changes_removed",
+    "throttled_ops",
+    "stale_requests_dropped",
+    "large_requests_rejected",
+    "insecure_admin_count",
+    "connection_rejected",
+    "cnxn_closed_without_zk_server_running",
+    "sessionless_connections_expired",
+    "looking_count",
+    "dead_watchers_queued",
+    "stale_requests",
+    "connection_drop_count",
+    "learner_proposal_received_count",
+    "digest_mismatches_count",
+    "dead_watchers_cleared",
+    "response_packet_cache_hits",
+    "bytes_received_count",
+    "add_dead_watcher_stall_time",
+    "request_throttle_wait_count",
+    "requests_not_forwarded_to_commit_processor",
+    "response_packet_cache_misses",
+    "ensemble_auth_success",
+    "prep_processor_request_queued",
+    "learner_commit_received_count",
+    "stale_replies",
+    "connection_request_count",
+    "response_bytes",
+    "ensemble_auth_fail",
+    "diff_count",
+    "response_packet_get_children_cache_misses",
+    "connection_revalidate_count",
+    "quit_leading_due_to_disloyal_voter",
+    "snap_count",
+    "unrecoverable_error_count",
+    "unsuccessful_handshake",
+    "commit_count",
+    "stale_sessions_expired",
+    "response_packet_get_children_cache_hits",
+    "sync_processor_request_queued",
+    "outstanding_changes_queued",
+    "request_commit_queued",
+    "ensemble_auth_skip",
+    "skip_learner_request_to_next_processor_count",
+    "tls_handshake_exceeded",
+    "revalidate_count",
+];
+
+/// The names ZooKeeper registers as gauges (`ZooKeeperServer.registerMetrics`); the Prometheus provider
+/// exports them with `# TYPE <name> gauge`. Every other name in `COUNTER_NAMES` but `version` and
+/// `server_state` (which only `mntr` prints) is a counter there.
+pub const GAUGE_NAMES: [&str; 24] = [
+    "approximate_data_size",
+    "auth_failed_count",
+    "avg_latency",
+    "connection_drop_probability",
+    "ephemerals_count",
+    "global_sessions",
+    "last_client_response_size",
+    "local_sessions",
+    "max_client_response_size",
+    "max_file_descriptor_count",
+    "max_latency",
+    "min_client_response_size",
+    "min_latency",
+    "non_mtls_local_conn_count",
+    "non_mtls_remote_conn_count",
+    "num_alive_connections",
+    "open_file_descriptor_count",
+    "outstanding_requests",
+    "outstanding_tls_handshake",
+    "packets_received",
+    "packets_sent",
+    "uptime",
+    "watch_count",
+    "znode_count",
+];
+
+/// Labelled summary sets (`AvgMinMaxCounterSet` / `AvgMinMaxPercentileCounterSet`): `mntr` prints them
+/// only once a label has a sample; Prometheus declares them (label `key`) even when empty. The bool
+/// says whether the set is "advanced" (has percentiles).
+pub const SUMMARY_SET_NAMES: [(&str, bool); 5] = [
+    ("ack_latency", true),
+    ("learner_handler_qp_size", false),
+    ("learner_handler_qp_time_ms", true),
+    ("read_per_namespace", false),
+    ("write_per_namespace", false),
+];
+
+/// Summaries printed with avg/min/max/cnt/sum.
+pub const BASIC_SUMMARY_NAMES: [&str; 41] = [
+    "commit_commit_proc_req_queued",
+    "commit_process_time",
+    "concurrent_request_processing_in_commit_processor",
+    "connection_token_deficit",
+    "dbinittime",
+    "election_time",
+    "follower_sync_time",
+    "fsynctime",
+    "inflight_diff_count",
+    "inflight_snap_count",
+    "leader_unavailable_time",
+    "learner_request_processor_queue_size",
+    "netty_queued_buffer_capacity",
+    "node_changed_watch_count",
+    "node_children_watch_count",
+    "node_created_watch_count",
+    "node_deleted_watch_count",
+    "observer_sync_time",
+    "pending_session_queue_size",
+    "prep_process_time",
+    "prep_processor_queue_size",
+    "proposal_process_time",
+    "read_commit_proc_issued",
+    "read_commit_proc_req_queued",
+    "reads_after_write_in_session_queue",
+    "reads_issued_from_session_queue",
+    "requests_in_session_queue",
+    "session_queues_drained",
+    "snapshottime",
+    "socket_closing_time",
+    "startup_snap_load_time",
+    "startup_txns_load_time",
+    "startup_txns_loaded",
+    "sync_process_time",
+    "sync_processor_batch_size",
+    "sync_processor_queue_size",
+    "time_waiting_empty_pool_in_commit_processor_read_ms",
+    "unavailable_time",
+    "write_batch_time_in_commit_processor",
+    "write_commit_proc_issued",
+    "write_commit_proc_req_queued",
+];
+
+/// Summaries printed with the percentiles as well.
+pub const ADVANCED_SUMMARY_NAMES: [&str; 23] = [
+    "close_session_prep_time",
+    "commit_propagation_latency",
+    "dead_watchers_cleaner_latency",
+    "jvm_pause_time_ms",
+    "local_write_committed_time_ms",
+    "om_commit_process_time_ms",
+    "om_proposal_process_time_ms",
+    "prep_processor_queue_time_ms",
+    "propagation_latency",
+    "proposal_ack_creation_latency",
+    "proposal_latency",
+    "quorum_ack_latency",
+    "read_commitproc_time_ms",
+    "read_final_proc_time_ms",
+    "readlatency",
+    "request_throttle_queue_time_ms",
+    "server_write_committed_time_ms",
+    "sync_processor_queue_and_flush_time_ms",
+    "sync_processor_queue_flush_time_ms",
+    "sync_processor_queue_time_ms",
+    "updatelatency",
+    "write_commitproc_time_ms",
+    "write_final_proc_time_ms",
+];
+
+/// Everything the pipeline counts.
+#[derive(Debug, Clone)]
+pub struct ServerMetrics {
+    counters: BTreeMap<&'static str, i64>,
+    summaries: BTreeMap<&'static str, Summary>,
+}
+
+impl Default for ServerMetrics {
+    fn default() -> Self {
+        let mut summaries = BTreeMap::new();
+        for name in BASIC_SUMMARY_NAMES {
+            summaries.insert(name, Summary::default());
+        }
+        for name in ADVANCED_SUMMARY_NAMES {
+            summaries.insert(name, Summary::with_percentiles());
+        }
+        ServerMetrics { counters: BTreeMap::new(), summaries }
+    }
+}
+
+impl ServerMetrics {
+    /// Adds to a counter.
+    pub fn inc(&mut self, name: &'static str, by: i64) {
+        debug_assert!(COUNTER_NAMES.contains(&name), "unknown counter {name}");
+        *self.counters.entry(name).or_insert(0) += by;
+    }
+
+    /// A counter's value.
+    pub fn counter(&self, name: &str) -> i64 {
+        self.counters.get(name).copied().unwrap_or(0)
+    }
+
+    /// Records a sample of a summary.
+    pub fn observe(&mut self, name: &'static str, value: i64) {
+        match self.summaries.get_mut(name) {
+            Some(summary) => summary.add(value),
+            None => debug_assert!(false, "unknown summary {name}"),
+        }
+    }
+
+    /// Every summary with its name, in name order.
+    pub fn summaries(&self) -> impl Iterator<Item = (&'static str, &Summary)> {
+        self.summaries.iter().map(|(name, summary)| (*name, summary))
+    }
+
+    /// A summary by name.
+    pub fn summary(&self, name: &str) -> Option<&Summary> {
+        self.summaries.get(name)
+    }
+
+    /// Zeroes everything (`srst`).
+    pub fn reset(&mut self) {
+        self.counters.clear();
+        for summary in self.summaries.values_mut() {
+            summary.reset();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summaries_track_bounds_and_percentiles() {
+        let mut m = ServerMetrics::default();
+        for v in 1..=100 {
+            m.observe("readlatency", v);
+        }
+        let s = m.summary("readlatency").unwrap();
+        assert_eq!((s.count, s.min, s.max, s.sum), (100, 1, 100, 5050));
+        assert_eq!(s.quantile(0.5), 50);
+        assert_eq!(s.quantile(0.99), 99);
+        m.reset();
+        assert_eq!(m.summary("readlatency").unwrap().count, 0);
+    }
+
+    #[test]
+    fn every_name_is_known_once() {
+        let mut all: Vec<&str> = COUNTER_NAMES.to_vec();
+        all.extend(BASIC_SUMMARY_NAMES);
+        all.extend(ADVANCED_SUMMARY_NAMES);
+        let n = all.len();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), n);
+    }
+}

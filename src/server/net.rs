@@ -1,0 +1,581 @@
+//! The thin tokio layer around `core`: a listener, a reader and a writer task per connection, and
+//! one task that owns the `Core` and feeds it events in arrival order.
+//!
+//! Bounds: the channel into the core holds at most `globalOutstandingLimit` requests (readers
+//! wait when it is full, which stops reading from sockets, as ZooKeeper does); each connection's
+//! outbound queue is bounded, and a client that does not read its replies is disconnected rather
+//! than buffered forever; frames are capped at `jute.maxbuffer`; connections per client address
+//! are capped at `maxClientCnxns`; a connection that never completes its handshake is closed after
+//! `nio.sessionlessCnxnTimeout`.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
+use tracing::{debug, info, warn};
+
+use crate::admin::commands::{self, AdminAnswer, AdminQuery};
+use crate::admin::four_letter::{self, AdminState};
+use crate::config::Config;
+use crate::jute::Decode;
+use crate::proto::frame::{check_frame, four_letter_word, FrameCheck};
+use crate::proto::{decode_read_only_flag, ConnectRequest};
+use crate::server::core::{ConnId, Core, Now, Output};
+use crate::storage::{snapshot, Durability, LogWriter, SnapshotJob, SnapshotProgress};
+
+/// Frames a connection may have queued for writing before it counts as not reading.
+const OUTBOUND_QUEUE_FRAMES: usize = 16_384;
+/// Queued reply bytes above which a connection's requests are no longer read (back-pressure).
+const OUTBOUND_HIGH_WATER_BYTES: usize = 1 << 20;
+/// Queued bytes above which a connection is closed: only watch-event floods get here, since
+/// requests stop being read at the high-water mark.
+const OUTBOUND_LIMIT_BYTES: usize = 16 << 20;
+/// Largest batch of queued frames written with one syscall.
+const WRITE_BATCH_BYTES: usize = 256 * 1024;
+
+/// Something a connection task tells the core task.
+#[derive(Debug)]
+pub enum CoreEvent {
+    /// Handshake read.
+    Connect {
+        /// Connection.
+        conn: ConnId,
+        /// Peer.
+        remote: SocketAddr,
+        /// The request.
+        request: ConnectRequest,
+        /// No readOnly byte.
+        old_client: bool,
+        /// Where the connection's frames go.
+        outbound: Outbound,
+    },
+    /// One request frame.
+    Request {
+        /// Connection.
+        conn: ConnId,
+        /// Header and record.
+        frame: Bytes,
+    },
+    /// Connection gone.
+    Disconnect {
+        /// Connection.
+        conn: ConnId,
+    },
+    /// A four-letter word; the text comes back on `reply`.
+    FourLetter {
+        /// The word.
+        word: &'static str,
+        /// Peer (for `cons`).
+        remote: SocketAddr,
+        /// `stmk`'s argument.
+        argument: Option<i64>,
+        /// Answer.
+        reply: oneshot::Sender<String>,
+    },
+    /// An AdminServer command or a metrics snapshot for the HTTP endpoints (`admin::http`).
+    Admin {
+        /// The question.
+        query: AdminQuery,
+        /// Answer.
+        reply: oneshot::Sender<AdminAnswer>,
+    },
+}
+
+/// A connection's outbound queue: frames plus a count of queued bytes shared with its writer.
+#[derive(Debug, Clone)]
+pub struct Outbound {
+    tx: mpsc::Sender<Bytes>,
+    queued: Arc<QueuedBytes>,
+}
+
+/// Bytes queued for a connection, and a wake-up for a reader waiting for them to drain.
+#[derive(Debug, Default)]
+struct QueuedBytes {
+    bytes: AtomicUsize,
+    drained: Notify,
+}
+
+/// Clocks for the core: wall time for txns, monotonic time since start for expiry.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    start: Instant,
+}
+
+impl Clock {
+    /// A clock starting now.
+    pub fn new() -> Clock {
+        Clock { start: Instant::now() }
+    }
+
+    /// The current instant for the core.
+    pub fn now(&self) -> Now {
+        let wall_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        Now { wall_ms, mono_ms: self.start.elapsed().as_millis() as i64 }
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What the core task needs to make txns durable and take snapshots.
+pub struct Persistence {
+    /// The log writer thread.
+    pub writer: LogWriter,
+    /// Where snapshots go.
+    pub snapshot_dir: PathBuf,
+    /// ZooKeeper's snapCount: a snapshot after snapCount/2 + random(snapCount/2) txns.
+    pub snap_count: u64,
+    /// autopurge.snapRetainCount.
+    pub snap_retain_count: usize,
+    /// autopurge.purgeInterval (None = never purge, ZooKeeper's default).
+    pub purge_interval: Option<Duration>,
+    /// Seed for the snapshot jitter.
+    pub seed: u64,
+}
+
+/// Nodes written per snapshot step between events.
+const SNAPSHOT_STEP_NODES: usize = 4096;
+
+fn next_random(state: &mut u64) -> u64 {
+    // xorshift64*: the snapshot jitter only needs to differ between servers and snapshots.
+    *state ^= *state >> 12;
+    *state ^= *state << 25;
+    *state ^= *state >> 27;
+    state.wrapping_mul(0x2545_F491_4F6C_DD1D)
+}
+
+fn snapshot_threshold(snap_count: u64, rng: &mut u64) -> u64 {
+    let half = (snap_count / 2).max(1);
+    half + next_random(rng) % half
+}
+
+async fn durability_changed(rx: &mut Option<watch::Receiver<Durability>>) -> Option<Durability> {
+    match rx {
+        Some(rx) => match rx.changed().await {
+            Ok(()) => Some(rx.borrow_and_update().clone()),
+            // The writer is gone (shutdown): nothing more will become durable.
+            Err(_) => std::future::pending().await,
+        },
+        None => std::future::pending().await,
+    }
+}
+
+/// Runs the core task until `shutdown` fires. Returns the persistence handle so the caller can
+/// stop the log writer after the last txn was handed over.
+#[allow(clippy::too_many_arguments)]
+pub async fn run_core(
+    mut core: Core,
+    mut admin: AdminState,
+    mut events: mpsc::Receiver<CoreEvent>,
+    clock: Clock,
+    container_check_interval: Duration,
+    outstanding_limit: usize,
+    persistence: Option<Persistence>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Option<Persistence> {
+    let mut outbound: HashMap<ConnId, Outbound> = HashMap::new();
+    let tick = Duration::from_millis((core.settings.tick_ms / 2).max(1) as u64);
+    let mut tick_timer = tokio::time::interval(tick);
+    tick_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Like ZooKeeper's ContainerManager, the first check comes one interval after start.
+    let container_period = container_check_interval.max(Duration::from_millis(10));
+    let mut container_timer = tokio::time::interval_at(tokio::time::Instant::now() + container_period, container_period);
+    container_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let purge_every = persistence.as_ref().and_then(|p| p.purge_interval).unwrap_or(Duration::from_secs(3600));
+    let purging = persistence.as_ref().is_some_and(|p| p.purge_interval.is_some());
+    let mut purge_timer = tokio::time::interval(purge_every);
+    let mut durability = persistence.as_ref().map(|p| p.writer.durability());
+    let mut rng = persistence.as_ref().map_or(1, |p| p.seed | 1);
+    let mut snapshot_at = persistence.as_ref().map_or(u64::MAX, |p| snapshot_threshold(p.snap_count, &mut rng));
+    let mut snapshot_job: Option<SnapshotJob> = None;
+    let outstanding_limit = outstanding_limit.max(1);
+    loop {
+        tokio::select! {
+            // Back-pressure: with globalOutstandingLimit requests in the pipeline, stop taking more.
+            event = events.recv(), if core.outstanding() < outstanding_limit => {
+                let Some(event) = event else { break };
+                handle_event(&mut core, &mut admin, &mut outbound, event, clock.now());
+                // Drain what is already queued before dispatching, to batch outputs.
+                let mut budget = 256;
+                while budget > 0 && core.outstanding() < outstanding_limit {
+                    let Ok(event) = events.try_recv() else { break };
+                    handle_event(&mut core, &mut admin, &mut outbound, event, clock.now());
+                    budget -= 1;
+                }
+            }
+            Some(d) = durability_changed(&mut durability) => {
+                core.persisted_through(d.durable_zxid, clock.now());
+                if d.failures > core.log_generation() {
+                    warn!(error = d.last_error.as_deref().unwrap_or(""), "refusing the writes the log could not persist");
+                    core.persist_failed(d.failures, clock.now());
+                }
+            }
+            _ = tick_timer.tick() => core.tick(clock.now()),
+            _ = container_timer.tick() => core.check_containers(clock.now()),
+            _ = purge_timer.tick(), if purging => {
+                if let Some(p) = &persistence {
+                    let dir = p.snapshot_dir.clone();
+                    let retain = p.snap_retain_count;
+                    if let Ok(Some(oldest_kept)) = tokio::task::spawn_blocking(move || snapshot::purge(&dir, retain)).await {
+                        p.writer.purge_through(oldest_kept);
+                    }
+                }
+            }
+            // A snapshot in progress advances between events.
+            _ = tokio::time::sleep(Duration::from_millis(1)), if snapshot_job.is_some() => {}
+            _ = shutdown.changed() => break,
+        }
+        if let Some(p) = &persistence {
+            let txns = core.take_unpersisted();
+            if !txns.is_empty() {
+                p.writer.submit(core.log_generation(), txns);
+            }
+            if snapshot_job.is_none() && core.txns_since_snapshot() >= snapshot_at {
+                let zxid = core.last_processed_zxid();
+                match SnapshotJob::start(&p.snapshot_dir, zxid, &core.sessions.sessions()) {
+                    Ok(job) => {
+                        info!(zxid = format_args!("{zxid:#x}"), "snapshot started");
+                        snapshot_job = Some(job);
+                    }
+                    Err(e) => warn!("cannot start a snapshot: {e}"),
+                }
+                core.snapshot_started();
+                snapshot_at = snapshot_threshold(p.snap_count, &mut rng);
+            }
+            if let Some(job) = &mut snapshot_job {
+                match job.step(&core.tree, SNAPSHOT_STEP_NODES) {
+                    SnapshotProgress::Running => {}
+                    SnapshotProgress::Finished { zxid, nodes, path, elapsed } => {
+                        core.metrics.observe("snapshottime", elapsed.as_millis() as i64);
+                        info!(zxid = format_args!("{zxid:#x}"), nodes, file = %path.display(), elapsed_ms = elapsed.as_millis() as u64, "snapshot written");
+                        snapshot_job = None;
+                    }
+                    SnapshotProgress::Failed(e) => {
+                        warn!("snapshot failed (the log still holds every txn): {e}");
+                        snapshot_job = None;
+                    }
+                }
+            }
+        }
+        dispatch(&mut core, &mut outbound);
+    }
+    info!("request pipeline stopped");
+    if let Some(p) = &persistence {
+        let txns = core.take_unpersisted();
+        if !txns.is_empty() {
+            p.writer.submit(core.log_generation(), txns);
+        }
+    }
+    persistence
+}
+
+fn handle_event(
+    core: &mut Core,
+    admin: &mut AdminState,
+    outbound: &mut HashMap<ConnId, Outbound>,
+    event: CoreEvent,
+    now: Now,
+) {
+    match event {
+        CoreEvent::Connect { conn, remote, request, old_client, outbound: tx } => {
+            outbound.insert(conn, tx);
+            core.connect(conn, remote, request, old_client, now);
+        }
+        CoreEvent::Request { conn, frame } => core.request(conn, frame, now),
+        CoreEvent::Disconnect { conn } => {
+            outbound.remove(&conn);
+            core.disconnect(conn);
+        }
+        CoreEvent::FourLetter { word, remote, argument, reply } => {
+            let text = four_letter::run(word, argument, remote, core, admin, now);
+            // The asker may have gone away; nothing to do then.
+            let _ = reply.send(text);
+        }
+        CoreEvent::Admin { query, reply } => {
+            // The HTTP handler may have timed out; nothing to do then.
+            let _ = reply.send(commands::answer(query, core, admin, now));
+        }
+    }
+    // Outputs are dispatched after each event so their order follows event order.
+    dispatch(core, outbound);
+}
+
+fn dispatch(core: &mut Core, outbound: &mut HashMap<ConnId, Outbound>) {
+    for output in core.take_outputs() {
+        match output {
+            Output::Send(conn, frame) => {
+                let Some(out) = outbound.get(&conn) else { continue };
+                let len = frame.len();
+                let queued = out.queued.bytes.fetch_add(len, Ordering::AcqRel) + len;
+                if queued > OUTBOUND_LIMIT_BYTES || out.tx.try_send(frame).is_err() {
+                    warn!(conn, queued, "closing connection: client is not reading its replies");
+                    // Dropping the sender makes the writer stop; the reader then reports the disconnect.
+                    outbound.remove(&conn);
+                }
+            }
+            // The writer drains what is queued, then closes the socket when its sender is dropped.
+            Output::Close(conn) => {
+                outbound.remove(&conn);
+            }
+        }
+    }
+}
+
+/// Counts connections per client address (`maxClientCnxns`).
+#[derive(Debug, Default)]
+struct ConnectionCounts {
+    by_ip: Mutex<HashMap<IpAddr, u32>>,
+}
+
+struct CountGuard {
+    counts: Arc<ConnectionCounts>,
+    ip: IpAddr,
+}
+
+impl Drop for CountGuard {
+    fn drop(&mut self) {
+        let mut by_ip = self.counts.by_ip.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = by_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                by_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Limits each connection task works with.
+#[derive(Debug, Clone)]
+pub struct ConnLimits {
+    /// jute.maxbuffer.
+    pub max_frame_bytes: usize,
+    /// maxClientCnxns (0 = unlimited).
+    pub max_client_cnxns: u32,
+    /// nio.sessionlessCnxnTimeout.
+    pub handshake_timeout: Duration,
+}
+
+/// Accepts connections until `shutdown` fires.
+pub async fn run_listener(
+    listener: TcpListener,
+    events: mpsc::Sender<CoreEvent>,
+    limits: ConnLimits,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let counts = Arc::new(ConnectionCounts::default());
+    let next_conn = Arc::new(AtomicU64::new(1));
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.changed() => break,
+        };
+        let (stream, remote) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                // Out of file descriptors and similar: back off instead of spinning.
+                warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let ip = remote.ip();
+        {
+            let mut by_ip = counts.by_ip.lock().unwrap_or_else(|e| e.into_inner());
+            let n = by_ip.entry(ip).or_insert(0);
+            if limits.max_client_cnxns > 0 && *n >= limits.max_client_cnxns {
+                warn!(
+                    "too many connections from {ip} - max is {}; closing the new one",
+                    limits.max_client_cnxns
+                );
+                continue;
+            }
+            *n += 1;
+        }
+        let guard = CountGuard { counts: counts.clone(), ip };
+        let _ = stream.set_nodelay(true);
+        let conn = next_conn.fetch_add(1, Ordering::Relaxed);
+        let events = events.clone();
+        let limits = limits.clone();
+        tokio::spawn(async move {
+            serve_connection(conn, stream, remote, events, limits).await;
+            drop(guard);
+        });
+    }
+}
+
+enum ReadError {
+    Closed,
+    Fatal(String),
+}
+
+async fn fill(reader: &mut OwnedReadHalf, buf: &mut BytesMut, want: usize) -> Result<(), ReadError> {
+    while buf.len() < want {
+        buf.reserve(want - buf.len());
+        match reader.read_buf(buf).await {
+            Ok(0) => return Err(ReadError::Closed),
+            Ok(_) => {}
+            Err(e) => return Err(ReadError::Fatal(e.to_string())),
+        }
+    }
+    Ok(())
+}
+
+/// Reads one complete frame body (without the length prefix).
+async fn read_frame(reader: &mut OwnedReadHalf, buf: &mut BytesMut, max: usize) -> Result<Bytes, ReadError> {
+    loop {
+        match check_frame(buf, max) {
+            FrameCheck::Complete(len) => {
+                buf.advance(4);
+                return Ok(buf.split_to(len).freeze());
+            }
+            FrameCheck::BadLength(len) => return Err(ReadError::Fatal(format!("Len error {len}"))),
+            FrameCheck::Incomplete => {
+                let want = if buf.len() < 4 { 4 } else { 4 + i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize };
+                fill(reader, buf, want).await?;
+            }
+        }
+    }
+}
+
+async fn serve_connection(
+    conn: ConnId,
+    stream: TcpStream,
+    remote: SocketAddr,
+    events: mpsc::Sender<CoreEvent>,
+    limits: ConnLimits,
+) {
+    let (mut reader, mut writer) = stream.into_split();
+    let mut buf = BytesMut::with_capacity(4096);
+    // Handshake phase: a four-letter word or a ConnectRequest, within the sessionless timeout.
+    let handshake = tokio::time::timeout(limits.handshake_timeout, async {
+        fill(&mut reader, &mut buf, 4).await?;
+        let first = [buf[0], buf[1], buf[2], buf[3]];
+        if let Some(word) = four_letter_word(first) {
+            buf.advance(4);
+            let argument = if word == "stmk" {
+                fill(&mut reader, &mut buf, 8).await?;
+                Some(buf.get_i64())
+            } else {
+                None
+            };
+            return Ok(Err((word, argument)));
+        }
+        read_frame(&mut reader, &mut buf, limits.max_frame_bytes).await.map(Ok)
+    })
+    .await;
+    let connect_frame = match handshake {
+        Err(_) => {
+            debug!(%remote, "closing connection: no handshake within the sessionless timeout");
+            return;
+        }
+        Ok(Err(ReadError::Closed)) => return,
+        Ok(Err(ReadError::Fatal(e))) => {
+            warn!(%remote, "closing connection during handshake: {e}");
+            return;
+        }
+        Ok(Ok(Err((word, argument)))) => {
+            let (reply, answer) = oneshot::channel();
+            if events.send(CoreEvent::FourLetter { word, remote, argument, reply }).await.is_ok() {
+                if let Ok(text) = answer.await {
+                    let _ = writer.write_all(text.as_bytes()).await;
+                }
+            }
+            let _ = writer.shutdown().await;
+            return;
+        }
+        Ok(Ok(Ok(frame))) => frame,
+    };
+    let mut body = connect_frame;
+    let request = match ConnectRequest::decode(&mut body) {
+        Ok(r) => r,
+        Err(e) => {
+            warn!(%remote, "closing connection: bad ConnectRequest: {e}");
+            return;
+        }
+    };
+    let old_client = decode_read_only_flag(&mut body).is_none();
+    let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE_FRAMES);
+    let queued = Arc::new(QueuedBytes::default());
+    let (writer_done_tx, mut writer_done) = oneshot::channel::<()>();
+    let writer_queued = queued.clone();
+    let writer_task = tokio::spawn(async move {
+        write_loop(writer, rx, &writer_queued).await;
+        drop(writer_done_tx);
+    });
+    let outbound = Outbound { tx, queued: queued.clone() };
+    if events.send(CoreEvent::Connect { conn, remote, request, old_client, outbound }).await.is_err() {
+        return;
+    }
+    loop {
+        // Back-pressure: while too many reply bytes wait for this client, read no more requests.
+        loop {
+            let drained = queued.drained.notified();
+            if queued.bytes.load(Ordering::Acquire) <= OUTBOUND_HIGH_WATER_BYTES {
+                break;
+            }
+            tokio::select! {
+                _ = drained => {}
+                _ = &mut writer_done => break,
+            }
+        }
+        let frame = tokio::select! {
+            frame = read_frame(&mut reader, &mut buf, limits.max_frame_bytes) => frame,
+            // The writer ended (we closed the connection): stop reading too.
+            _ = &mut writer_done => break,
+        };
+        match frame {
+            Ok(frame) => {
+                if events.send(CoreEvent::Request { conn, frame }).await.is_err() {
+                    break;
+                }
+            }
+            Err(ReadError::Closed) => break,
+            Err(ReadError::Fatal(e)) => {
+                warn!(%remote, "closing connection: {e}");
+                break;
+            }
+        }
+    }
+    let _ = events.send(CoreEvent::Disconnect { conn }).await;
+    writer_task.abort();
+}
+
+async fn write_loop(mut writer: OwnedWriteHalf, mut rx: mpsc::Receiver<Bytes>, queued: &QueuedBytes) {
+    let mut batch = BytesMut::new();
+    while let Some(frame) = rx.recv().await {
+        batch.extend_from_slice(&frame);
+        while batch.len() < WRITE_BATCH_BYTES {
+            match rx.try_recv() {
+                Ok(frame) => batch.extend_from_slice(&frame),
+                Err(_) => break,
+            }
+        }
+        if writer.write_all(&batch).await.is_err() {
+            return;
+        }
+        queued.bytes.fetch_sub(batch.len(), Ordering::AcqRel);
+        queued.drained.notify_one();
+        batch.clear();
+    }
+    let _ = writer.shutdown().await;
+}
+
+/// Limits derived from the config.
+pub fn conn_limits(config: &Config) -> ConnLimits {
+    ConnLimits {
+        max_frame_bytes: config.jute_max_buffer_bytes as usize,
+        max_client_cnxns: config.max_client_cnxns,
+        handshake_timeout: Duration::from_millis(config.nio_sessionless_cnxn_timeout_ms as u64),
+    }
+}

@@ -1,0 +1,802 @@
+//! The data tree: every znode with its data, Stat, ACL and children, plus the indexes ZooKeeper
+//! keeps beside it (ephemerals by session, containers, TTL nodes) and the last applied zxid.
+//!
+//! Owns: the in-memory tree and `apply(txn)`, a pure function of the tree and the txn (the leader
+//! fixed zxid, time, sequential suffix and session in the txn; nothing here reads a clock).
+//! Must not touch: sockets, sessions' connections, watches (apply *returns* `Trigger`s; the watch
+//! module turns them into events), threads. Single owner, `&mut self` only (STYLE.md §c.6).
+//!
+//! Layout, chosen for memory at millions of znodes: nodes live in a slab (`Vec<Option<Node>>`)
+//! addressed by `NodeId`; each node stores only its own name, not its full path; children are an
+//! intrusive doubly-linked sibling list (O(1) insert and delete, no per-parent set); the lookup
+//! index is a `HashTable<NodeId>` keyed by (parent id, name) so it holds 4 bytes per node; ACL
+//! lists are interned in a shared `AclTable` and referenced by a 4-byte id. Paths are walked
+//! segment by segment. Nothing here recurses: deep paths are walked with explicit loops.
+//!
+//! Invariants (checked by `check_invariants` in tests): `num_children` equals the length of the
+//! sibling list; every non-root node is in the index under (parent, name); the node count equals
+//! the number of live slots.
+
+mod acl_table;
+pub mod digest;
+mod snapshot_cursor;
+
+use std::collections::{BTreeSet, HashMap};
+use std::hash::BuildHasher;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use foldhash::fast::FixedState;
+use hashbrown::HashTable;
+
+pub use acl_table::{AclId, AclTable};
+pub use snapshot_cursor::SnapshotCursor;
+
+use crate::proto::consts::{CONTAINER_EPHEMERAL_OWNER, CONFIG_PATH, EXTENDED_MASK, QUOTA_PATH, ZOOKEEPER_PATH};
+use crate::proto::txn::{Txn, TxnBody};
+use crate::proto::{Acl, ErrorCode, Id, Stat, StatPersisted};
+
+/// Index of a node in the slab.
+pub type NodeId = u32;
+const NONE: NodeId = u32::MAX;
+const ROOT: NodeId = 0;
+
+/// What kind of node a create makes; decides the persisted `ephemeralOwner`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeKind {
+    /// Plain node.
+    Persistent,
+    /// Owned by a session; deleted when it ends.
+    Ephemeral(i64),
+    /// Deleted by the container manager once its last child is gone.
+    Container,
+    /// Deleted when unmodified and childless for longer than the TTL (ms).
+    Ttl(i64),
+}
+
+impl NodeKind {
+    /// The persisted `ephemeralOwner` for this kind (`EphemeralType`, PROTOCOL.md §2.7).
+    pub fn ephemeral_owner(self) -> i64 {
+        match self {
+            NodeKind::Persistent => 0,
+            NodeKind::Ephemeral(session_id) => session_id,
+            NodeKind::Container => CONTAINER_EPHEMERAL_OWNER,
+            NodeKind::Ttl(ttl_ms) => EXTENDED_MASK | ttl_ms,
+        }
+    }
+
+    /// Decodes a persisted `ephemeralOwner` as `EphemeralType.get` does.
+    pub fn from_owner(owner: i64, extended_types_enabled: bool) -> NodeKind {
+        if extended_types_enabled && (owner & EXTENDED_MASK) == EXTENDED_MASK {
+            return NodeKind::Ttl(owner & 0xFF_FFFF_FFFF);
+        }
+        match owner {
+            0 => NodeKind::Persistent,
+            CONTAINER_EPHEMERAL_OWNER => NodeKind::Container,
+            session_id => NodeKind::Ephemeral(session_id),
+        }
+    }
+}
+
+/// A change that watches may care about, returned by `apply`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trigger {
+    /// Node created at the path.
+    Created(String),
+    /// Node deleted at the path.
+    Deleted(String),
+    /// Node data set at the path.
+    DataChanged(String),
+}
+
+/// The outcome of applying one txn (or one sub-txn of a multi).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApplyResult {
+    /// Applied; nothing to report (delete, check, sessions).
+    Done,
+    /// Node created; its Stat.
+    Created(Stat),
+    /// Data or ACL set; the node's new Stat.
+    Stat(Stat),
+    /// Not applied, with the ZooKeeper code. In a failed multi, sub-ops that were fine but rolled
+    /// back carry `ErrorCode::Ok`.
+    Failed(ErrorCode),
+    /// Per-sub-op results of a multi.
+    Multi(Vec<ApplyResult>),
+}
+
+/// One node as a snapshot sees it.
+pub struct SnapshotView<'a> {
+    /// Data.
+    pub data: Option<&'a [u8]>,
+    /// ACL.
+    pub acl: Arc<[Acl]>,
+    /// Persisted stat.
+    pub stat: &'a StatPersisted,
+    /// Child names, newest first.
+    pub children_newest_first: Vec<&'a str>,
+}
+
+/// What prep needs to know about a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeInfo {
+    /// Persisted stat (`cversion` counts creations only).
+    pub stat: StatPersisted,
+    /// Number of children.
+    pub num_children: i32,
+    /// The node's ACL.
+    pub acl: Arc<[Acl]>,
+}
+
+#[derive(Debug)]
+struct Node {
+    name: Box<str>,
+    data: Option<Box<[u8]>>,
+    stat: StatPersisted,
+    acl: AclId,
+    parent: NodeId,
+    first_child: NodeId,
+    next_sibling: NodeId,
+    prev_sibling: NodeId,
+    num_children: u32,
+}
+
+/// The whole tree.
+#[derive(Debug)]
+pub struct DataTree {
+    nodes: Vec<Option<Node>>,
+    free: Vec<NodeId>,
+    index: HashTable<NodeId>,
+    /// Fixed-key hasher: the index layout (not any observable order) depends on it. foldhash, not
+    /// std's SipHash: every path segment of every request is hashed here, and SipHash was 4.6% of
+    /// the server's CPU samples under getData load (README, BENCHMARKS). Resistance to crafted
+    /// colliding names is unchanged: the SipHash key was fixed (zero) too, so bucket collisions
+    /// could be brute-forced offline either way.
+    hasher: FixedState,
+    acls: AclTable,
+    ephemerals: HashMap<i64, BTreeSet<String>>,
+    containers: BTreeSet<String>,
+    ttls: BTreeSet<String>,
+    live_nodes: usize,
+    data_size: u64,
+    extended_types_enabled: bool,
+    /// Highest zxid applied.
+    pub last_processed_zxid: i64,
+}
+
+/// Splits `/a/b/c` into (`/a/b`, `c`) and `/a` into (`/`, `a`). `None` when there is no `/`.
+pub fn split_parent(path: &str) -> Option<(&str, &str)> {
+    let slash = path.rfind('/')?;
+    let parent = if slash == 0 { "/" } else { &path[..slash] };
+    Some((parent, &path[slash + 1..]))
+}
+
+fn hash_key(hasher: &FixedState, parent: NodeId, name: &str) -> u64 {
+    hasher.hash_one((parent, name))
+}
+
+impl DataTree {
+    /// A tree holding only ZooKeeper's own nodes: `/`, `/zookeeper`, `/zookeeper/quota` and
+    /// `/zookeeper/config` (world-readable only, `aversion` -1), as `DataTree`'s constructor makes.
+    pub fn new(extended_types_enabled: bool) -> DataTree {
+        let mut tree = DataTree {
+            nodes: Vec::new(),
+            free: Vec::new(),
+            index: HashTable::new(),
+            hasher: FixedState::with_seed(0x6665_7272_6f6b_6565),
+            acls: AclTable::default(),
+            ephemerals: HashMap::new(),
+            containers: BTreeSet::new(),
+            ttls: BTreeSet::new(),
+            live_nodes: 0,
+            data_size: 0,
+            extended_types_enabled,
+            last_processed_zxid: 0,
+        };
+        let open = tree.acls.intern(&crate::proto::open_acl_unsafe());
+        // ZooKeeper's own nodes hold empty (not null) data (`DataTree` constructor).
+        tree.nodes.push(Some(Node {
+            name: "".into(),
+            data: Some(Box::from([])),
+            stat: StatPersisted::default(),
+            acl: open,
+            parent: NONE,
+            first_child: NONE,
+            next_sibling: NONE,
+            prev_sibling: NONE,
+            num_children: 0,
+        }));
+        tree.live_nodes = 1;
+        let zero = StatPersisted::default();
+        let all = crate::proto::open_acl_unsafe();
+        let read_only = vec![Acl { perms: crate::proto::consts::perms::READ, id: world_anyone() }];
+        for (path, acl, aversion) in [(ZOOKEEPER_PATH, &all, 0), (QUOTA_PATH, &all, 0), (CONFIG_PATH, &read_only, -1)] {
+            let stat = StatPersisted { aversion, ..zero };
+            let created = tree.insert_node(path, Some(&[]), acl, stat);
+            debug_assert!(created.is_ok());
+        }
+        tree
+    }
+
+    fn node(&self, id: NodeId) -> &Node {
+        match self.nodes.get(id as usize) {
+            Some(Some(node)) => node,
+            _ => panic!("dangling node id {id}"),
+        }
+    }
+
+    fn node_mut(&mut self, id: NodeId) -> &mut Node {
+        match self.nodes.get_mut(id as usize) {
+            Some(Some(node)) => node,
+            _ => panic!("dangling node id {id}"),
+        }
+    }
+
+    fn find_child(&self, parent: NodeId, name: &str) -> Option<NodeId> {
+        let hash = hash_key(&self.hasher, parent, name);
+        let nodes = &self.nodes;
+        self.index
+            .find(hash, |&id| matches!(&nodes[id as usize], Some(n) if n.parent == parent && &*n.name == name))
+            .copied()
+    }
+
+    /// Finds the node at `path`. Malformed paths (no leading `/`, empty segments, a trailing `/`)
+    /// are simply not found, as in ZooKeeper's path-keyed map.
+    pub fn lookup(&self, path: &str) -> Option<NodeId> {
+        if path == "/" {
+            return Some(ROOT);
+        }
+        let rest = path.strip_prefix('/')?;
+        let mut id = ROOT;
+        for segment in rest.split('/') {
+            if segment.is_empty() {
+                return None;
+            }
+            id = self.find_child(id, segment)?;
+        }
+        Some(id)
+    }
+
+    /// The Stat a client sees: `cversion` converted to "creations + deletions", and
+    /// `ephemeralOwner` 0 for containers and TTL nodes (`DataNode.copyStat`).
+    fn client_stat(&self, node: &Node) -> Stat {
+        let s = &node.stat;
+        let ephemeral_owner = match NodeKind::from_owner(s.ephemeral_owner, self.extended_types_enabled) {
+            NodeKind::Ephemeral(session_id) => session_id,
+            _ => 0,
+        };
+        Stat {
+            czxid: s.czxid,
+            mzxid: s.mzxid,
+            ctime: s.ctime,
+            mtime: s.mtime,
+            version: s.version,
+            cversion: s.cversion.wrapping_mul(2).wrapping_sub(node.num_children as i32),
+            aversion: s.aversion,
+            ephemeral_owner,
+            data_length: node.data.as_ref().map_or(0, |d| d.len() as i32),
+            num_children: node.num_children as i32,
+            pzxid: s.pzxid,
+        }
+    }
+
+    /// The client Stat of the node at `path`.
+    pub fn stat(&self, path: &str) -> Option<Stat> {
+        self.lookup(path).map(|id| self.client_stat(self.node(id)))
+    }
+
+    /// Data and Stat of the node at `path`.
+    pub fn get_data(&self, path: &str) -> Option<(Option<Bytes>, Stat)> {
+        let node = self.node(self.lookup(path)?);
+        Some((node.data.as_ref().map(|d| Bytes::copy_from_slice(d)), self.client_stat(node)))
+    }
+
+    /// ACL and Stat of the node at `path`.
+    pub fn get_acl(&self, path: &str) -> Option<(Arc<[Acl]>, Stat)> {
+        let node = self.node(self.lookup(path)?);
+        Some((self.acls.get(node.acl), self.client_stat(node)))
+    }
+
+    /// Child names (creation order) and Stat of the node at `path`.
+    pub fn children(&self, path: &str) -> Option<(Vec<String>, Stat)> {
+        let id = self.lookup(path)?;
+        let node = self.node(id);
+        let mut names = Vec::with_capacity(node.num_children as usize);
+        let mut child = node.first_child;
+        while child != NONE {
+            let c = self.node(child);
+            // Not `to_string()`: on a `Box<str>` that goes through `Display` and the formatter
+            // (callgrind: `Formatter::pad` and growing writes were ~10% of a 1,000-child listing).
+            names.push(String::from(&*c.name));
+            child = c.next_sibling;
+        }
+        // Children are linked at the head, so the list runs newest first.
+        names.reverse();
+        Some((names, self.client_stat(node)))
+    }
+
+    /// What prep needs about the node at `path`.
+    pub fn node_info(&self, path: &str) -> Option<NodeInfo> {
+        let node = self.node(self.lookup(path)?);
+        Some(NodeInfo { stat: node.stat, num_children: node.num_children as i32, acl: self.acls.get(node.acl) })
+    }
+
+    /// Number of descendants of `path` (getAllChildrenNumber), counted without recursion.
+    pub fn count_descendants(&self, path: &str) -> Option<i32> {
+        let id = self.lookup(path)?;
+        let mut count: i64 = 0;
+        let mut stack = vec![self.node(id).first_child];
+        while let Some(mut child) = stack.pop() {
+            while child != NONE {
+                count += 1;
+                let c = self.node(child);
+                if c.first_child != NONE {
+                    stack.push(c.first_child);
+                }
+                child = c.next_sibling;
+            }
+        }
+        Some(count.min(i32::MAX as i64) as i32)
+    }
+
+    /// Ephemeral paths owned by `session_id`, sorted.
+    pub fn ephemerals_of(&self, session_id: i64) -> Vec<String> {
+        self.ephemerals.get(&session_id).map(|set| set.iter().cloned().collect()).unwrap_or_default()
+    }
+
+    /// All sessions that own ephemerals, with their paths.
+    pub fn ephemerals(&self) -> &HashMap<i64, BTreeSet<String>> {
+        &self.ephemerals
+    }
+
+    /// Total number of ephemeral nodes.
+    pub fn ephemeral_count(&self) -> usize {
+        self.ephemerals.values().map(BTreeSet::len).sum()
+    }
+
+    /// Node count as ZooKeeper reports it: its node map also holds the root under `""`, so it is
+    /// one more than the number of nodes (5 on a fresh server).
+    pub fn node_count(&self) -> usize {
+        self.live_nodes + 1
+    }
+
+    /// Sum of path lengths and data lengths (`zk_approximate_data_size`).
+    pub fn approximate_data_size(&self) -> u64 {
+        self.data_size
+    }
+
+    /// Container nodes that should be deleted now: no children and used at least once
+    /// (persisted `cversion > 0`), or never used and older than `max_never_used_ms` when that is
+    /// non-zero; and TTL nodes with no children whose `now - mtime > ttl` (`ContainerManager`).
+    pub fn expired_containers_and_ttls(&self, now_ms: i64, max_never_used_ms: i64) -> Vec<String> {
+        let mut expired = Vec::new();
+        for path in &self.containers {
+            let Some(id) = self.lookup(path) else { continue };
+            let node = self.node(id);
+            if node.num_children != 0 {
+                continue;
+            }
+            let used = node.stat.cversion > 0;
+            let never_used_too_long = max_never_used_ms > 0 && now_ms - node.stat.mtime > max_never_used_ms;
+            if used || never_used_too_long {
+                expired.push(path.clone());
+            }
+        }
+        for path in &self.ttls {
+            let Some(id) = self.lookup(path) else { continue };
+            let node = self.node(id);
+            if node.num_children != 0 {
+                continue;
+            }
+            if let NodeKind::Ttl(ttl_ms) = NodeKind::from_owner(node.stat.ephemeral_owner, true) {
+                if now_ms - node.stat.mtime > ttl_ms {
+                    expired.push(path.clone());
+                }
+            }
+        }
+        expired
+    }
+
+    fn alloc(&mut self, node: Node) -> NodeId {
+        self.live_nodes += 1;
+        match self.free.pop() {
+            Some(id) => {
+                self.nodes[id as usize] = Some(node);
+                id
+            }
+            None => {
+                self.nodes.push(Some(node));
+                (self.nodes.len() - 1) as NodeId
+            }
+        }
+    }
+
+    /// Links a new node under its parent. Errors: `NoNode` (no parent), `NodeExists`.
+    fn insert_node(
+        &mut self,
+        path: &str,
+        data: Option<&[u8]>,
+        acl: &[Acl],
+        stat: StatPersisted,
+    ) -> Result<NodeId, ErrorCode> {
+        let (parent_path, name) = split_parent(path).ok_or(ErrorCode::BadArguments)?;
+        if name.is_empty() {
+            return Err(ErrorCode::BadArguments);
+        }
+        let parent = self.lookup(parent_path).ok_or(ErrorCode::NoNode)?;
+        if self.find_child(parent, name).is_some() {
+            return Err(ErrorCode::NodeExists);
+        }
+        let acl = self.acls.intern(acl);
+        let first_sibling = self.node(parent).first_child;
+        let id = self.alloc(Node {
+            name: name.into(),
+            data: data.map(Box::from),
+            stat,
+            acl,
+            parent,
+            first_child: NONE,
+            next_sibling: first_sibling,
+            prev_sibling: NONE,
+            num_children: 0,
+        });
+        if first_sibling != NONE {
+            self.node_mut(first_sibling).prev_sibling = id;
+        }
+        let parent_node = self.node_mut(parent);
+        parent_node.first_child = id;
+        parent_node.num_children += 1;
+        let hash = hash_key(&self.hasher, parent, name);
+        let (nodes, hasher) = (&self.nodes, &self.hasher);
+        self.index.insert_unique(hash, id, |&other| match &nodes[other as usize] {
+            Some(n) => hash_key(hasher, n.parent, &n.name),
+            None => 0,
+        });
+        self.data_size += (path.len() + data.map_or(0, <[u8]>::len)) as u64;
+        Ok(id)
+    }
+
+    /// Creates a node as a create txn does. On `NodeExists` the parent's cversion/pzxid are still
+    /// advanced (replay over a fuzzy snapshot, `DataTree.createNode`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn create_node(
+        &mut self,
+        path: &str,
+        data: Option<&[u8]>,
+        acl: &[Acl],
+        kind: NodeKind,
+        parent_cversion: i32,
+        zxid: i64,
+        time: i64,
+        triggers: &mut Vec<Trigger>,
+    ) -> Result<Stat, ErrorCode> {
+        let (parent_path, _) = split_parent(path).ok_or(ErrorCode::BadArguments)?;
+        let parent = self.lookup(parent_path).ok_or(ErrorCode::NoNode)?;
+        {
+            let parent_stat = &mut self.node_mut(parent).stat;
+            let new_cversion = if parent_cversion == -1 { parent_stat.cversion + 1 } else { parent_cversion };
+            if new_cversion > parent_stat.cversion {
+                parent_stat.cversion = new_cversion;
+                parent_stat.pzxid = zxid;
+            }
+        }
+        let stat = StatPersisted {
+            czxid: zxid,
+            mzxid: zxid,
+            ctime: time,
+            mtime: time,
+            version: 0,
+            cversion: 0,
+            aversion: 0,
+            ephemeral_owner: kind.ephemeral_owner(),
+            pzxid: zxid,
+        };
+        let id = self.insert_node(path, data, acl, stat)?;
+        self.index_kind(path, kind);
+        triggers.push(Trigger::Created(path.to_owned()));
+        Ok(self.client_stat(self.node(id)))
+    }
+
+    /// Deletes a childless node. Errors: `NoNode`, `NotEmpty`, `BadArguments` (the root).
+    pub fn delete_node(&mut self, path: &str, zxid: i64, triggers: &mut Vec<Trigger>) -> Result<(), ErrorCode> {
+        let id = self.lookup(path).ok_or(ErrorCode::NoNode)?;
+        if id == ROOT {
+            return Err(ErrorCode::BadArguments);
+        }
+        if self.node(id).num_children != 0 {
+            return Err(ErrorCode::NotEmpty);
+        }
+        let Some(node) = self.nodes[id as usize].take() else { return Err(ErrorCode::NoNode) };
+        self.free.push(id);
+        self.live_nodes -= 1;
+        let hash = hash_key(&self.hasher, node.parent, &node.name);
+        if let Ok(entry) = self.index.find_entry(hash, |&other| other == id) {
+            entry.remove();
+        }
+        if node.prev_sibling != NONE {
+            self.node_mut(node.prev_sibling).next_sibling = node.next_sibling;
+        } else {
+            self.node_mut(node.parent).first_child = node.next_sibling;
+        }
+        if node.next_sibling != NONE {
+            self.node_mut(node.next_sibling).prev_sibling = node.prev_sibling;
+        }
+        let parent = self.node_mut(node.parent);
+        parent.num_children -= 1;
+        // Deletes move pzxid but not the persisted cversion (`DataTree.deleteNode`).
+        if zxid > parent.stat.pzxid {
+            parent.stat.pzxid = zxid;
+        }
+        self.acls.release(node.acl);
+        self.data_size =
+            self.data_size.saturating_sub((path.len() + node.data.as_ref().map_or(0, |d| d.len())) as u64);
+        match NodeKind::from_owner(node.stat.ephemeral_owner, self.extended_types_enabled) {
+            NodeKind::Ephemeral(session_id) => {
+                if let Some(set) = self.ephemerals.get_mut(&session_id) {
+                    set.remove(path);
+                    if set.is_empty() {
+                        self.ephemerals.remove(&session_id);
+                    }
+                }
+            }
+            NodeKind::Container => {
+                self.containers.remove(path);
+            }
+            NodeKind::Ttl(_) => {
+                self.ttls.remove(path);
+            }
+            NodeKind::Persistent => {}
+        }
+        triggers.push(Trigger::Deleted(path.to_owned()));
+        Ok(())
+    }
+
+    /// Sets data, `mtime`, `mzxid` and the new `version`.
+    pub fn set_data(
+        &mut self,
+        path: &str,
+        data: Option<&[u8]>,
+        version: i32,
+        zxid: i64,
+        time: i64,
+        triggers: &mut Vec<Trigger>,
+    ) -> Result<Stat, ErrorCode> {
+        let id = self.lookup(path).ok_or(ErrorCode::NoNode)?;
+        let node = self.node_mut(id);
+        let old_len = node.data.as_ref().map_or(0, |d| d.len()) as u64;
+        node.data = data.map(Box::from);
+        node.stat.mtime = time;
+        node.stat.mzxid = zxid;
+        node.stat.version = version;
+        self.data_size = self.data_size.saturating_sub(old_len) + data.map_or(0, <[u8]>::len) as u64;
+        triggers.push(Trigger::DataChanged(path.to_owned()));
+        Ok(self.client_stat(self.node(id)))
+    }
+
+    /// Replaces the ACL and sets `aversion`.
+    pub fn set_acl(&mut self, path: &str, acl: &[Acl], version: i32) -> Result<Stat, ErrorCode> {
+        let id = self.lookup(path).ok_or(ErrorCode::NoNode)?;
+        let new_acl = self.acls.intern(acl);
+        let node = self.node_mut(id);
+        let old_acl = std::mem::replace(&mut node.acl, new_acl);
+        node.stat.aversion = version;
+        self.acls.release(old_acl);
+        Ok(self.client_stat(self.node(id)))
+    }
+
+    /// Applies one txn (`DataTree.processTxn`). Never panics on a txn that does not fit the tree:
+    /// such a txn reports the ZooKeeper error it hit.
+    pub fn apply(&mut self, txn: &Txn, triggers: &mut Vec<Trigger>) -> ApplyResult {
+        let header = &txn.header;
+        let result = self.apply_body(header.client_id, header.zxid, header.time, &txn.body, triggers);
+        if header.zxid > self.last_processed_zxid {
+            self.last_processed_zxid = header.zxid;
+        }
+        result
+    }
+
+    fn apply_body(
+        &mut self,
+        session_id: i64,
+        zxid: i64,
+        time: i64,
+        body: &TxnBody,
+        triggers: &mut Vec<Trigger>,
+    ) -> ApplyResult {
+        let created = |r: Result<Stat, ErrorCode>| r.map_or_else(ApplyResult::Failed, ApplyResult::Created);
+        match body {
+            TxnBody::CreateSession { .. } | TxnBody::Check { .. } => ApplyResult::Done,
+            TxnBody::Error { err } => ApplyResult::Failed(ErrorCode::from_i32(*err)),
+            TxnBody::Create { path, data, acl, ephemeral, parent_cversion } => {
+                let kind = if *ephemeral { NodeKind::Ephemeral(session_id) } else { NodeKind::Persistent };
+                created(self.create_node(path, data.as_deref(), acl, kind, *parent_cversion, zxid, time, triggers))
+            }
+            TxnBody::CreateContainer { path, data, acl, parent_cversion } => created(self.create_node(
+                path,
+                data.as_deref(),
+                acl,
+                NodeKind::Container,
+                *parent_cversion,
+                zxid,
+                time,
+                triggers,
+            )),
+            TxnBody::CreateTtl { path, data, acl, parent_cversion, ttl_ms } => created(self.create_node(
+                path,
+                data.as_deref(),
+                acl,
+                NodeKind::Ttl(*ttl_ms),
+                *parent_cversion,
+                zxid,
+                time,
+                triggers,
+            )),
+            TxnBody::Delete { path } => match self.delete_node(path, zxid, triggers) {
+                Ok(()) => ApplyResult::Done,
+                Err(err) => ApplyResult::Failed(err),
+            },
+            TxnBody::SetData { path, data, version } => self
+                .set_data(path, data.as_deref(), *version, zxid, time, triggers)
+                .map_or_else(ApplyResult::Failed, ApplyResult::Stat),
+            TxnBody::SetAcl { path, acl, version } => {
+                self.set_acl(path, acl, *version).map_or_else(ApplyResult::Failed, ApplyResult::Stat)
+            }
+            TxnBody::CloseSession { paths_to_delete } => {
+                for path in paths_to_delete {
+                    // Already gone is fine: a later delete or a fuzzy snapshot may have removed it.
+                    let _ = self.delete_node(path, zxid, triggers);
+                }
+                for path in self.ephemerals_of(session_id) {
+                    let _ = self.delete_node(&path, zxid, triggers);
+                }
+                ApplyResult::Done
+            }
+            TxnBody::Multi(subs) => {
+                // All-or-nothing: a multi holding an error sub-txn applies nothing (PROTOCOL.md §2.9).
+                if subs.iter().any(|(_, b)| matches!(b, TxnBody::Error { .. })) {
+                    return ApplyResult::Multi(
+                        subs.iter()
+                            .map(|(_, b)| match b {
+                                TxnBody::Error { err } => ApplyResult::Failed(ErrorCode::from_i32(*err)),
+                                _ => ApplyResult::Failed(ErrorCode::Ok),
+                            })
+                            .collect(),
+                    );
+                }
+                ApplyResult::Multi(
+                    subs.iter()
+                        .map(|(_, sub)| match sub {
+                            TxnBody::Multi(_) => ApplyResult::Failed(ErrorCode::MarshallingError),
+                            _ => self.apply_body(session_id, zxid, time, sub, triggers),
+                        })
+                        .collect(),
+                )
+            }
+        }
+    }
+
+    /// Puts back a node read from a snapshot: its data, ACL and persisted Stat exactly as stored.
+    /// The root (`/` or `""`) is overwritten in place; any other node needs its parent restored
+    /// first (snapshots are written in pre-order). Ephemeral, container and TTL indexes are rebuilt
+    /// from `ephemeralOwner`. Errors: `NoNode` (parent missing), `NodeExists`, `BadArguments`.
+    pub fn restore_node(
+        &mut self,
+        path: &str,
+        data: Option<&[u8]>,
+        acl: &[Acl],
+        stat: StatPersisted,
+    ) -> Result<(), ErrorCode> {
+        // The root and ZooKeeper's own nodes exist in a fresh tree; a snapshot carries their state.
+        let existing = if path.is_empty() { Some(ROOT) } else { self.lookup(path) };
+        if let Some(id) = existing {
+            let new_acl = self.acls.intern(acl);
+            let old_len = self.node(id).data.as_ref().map_or(0, |d| d.len()) as u64;
+            let node = self.node_mut(id);
+            node.data = data.map(Box::from);
+            node.stat = stat;
+            let old_acl = std::mem::replace(&mut node.acl, new_acl);
+            self.acls.release(old_acl);
+            self.data_size = self.data_size.saturating_sub(old_len) + data.map_or(0, <[u8]>::len) as u64;
+            return Ok(());
+        }
+        self.insert_node(path, data, acl, stat)?;
+        self.index_kind(path, NodeKind::from_owner(stat.ephemeral_owner, self.extended_types_enabled));
+        Ok(())
+    }
+
+    /// Records a new node in the ephemeral, container or TTL index its kind belongs to.
+    fn index_kind(&mut self, path: &str, kind: NodeKind) {
+        match kind {
+            NodeKind::Ephemeral(session_id) => {
+                self.ephemerals.entry(session_id).or_default().insert(path.to_owned());
+            }
+            NodeKind::Container => {
+                self.containers.insert(path.to_owned());
+            }
+            NodeKind::Ttl(_) => {
+                self.ttls.insert(path.to_owned());
+            }
+            NodeKind::Persistent => {}
+        }
+    }
+
+    /// Visits every node in pre-order (parents before children), as snapshots are written: the
+    /// root first with path `/`, then `/a`, `/a/b`, ... Children in creation order. No recursion.
+    pub fn visit_preorder(&self, mut visit: impl FnMut(&str, Option<&[u8]>, &[Acl], &StatPersisted)) {
+        // (node, length of the parent's path within `path`)
+        let mut stack: Vec<(NodeId, usize)> = vec![(ROOT, 0)];
+        let mut path = String::new();
+        while let Some((id, parent_len)) = stack.pop() {
+            let node = self.node(id);
+            path.truncate(parent_len);
+            if id != ROOT {
+                path.push('/');
+                path.push_str(&node.name);
+            }
+            let shown = if id == ROOT { "/" } else { path.as_str() };
+            visit(shown, node.data.as_deref(), &self.acls.get(node.acl), &node.stat);
+            // Push children newest-first so they pop oldest-first (creation order).
+            let mut child = node.first_child;
+            while child != NONE {
+                stack.push((child, path.len()));
+                child = self.node(child).next_sibling;
+            }
+        }
+    }
+
+    /// The node at `path` with its child names, for the snapshot cursor.
+    pub fn snapshot_view(&self, path: &str) -> Option<SnapshotView<'_>> {
+        let node = self.node(self.lookup(path)?);
+        let mut children = Vec::with_capacity(node.num_children as usize);
+        let mut child = node.first_child;
+        while child != NONE {
+            let c = self.node(child);
+            children.push(&*c.name);
+            child = c.next_sibling;
+        }
+        Some(SnapshotView { data: node.data.as_deref(), acl: self.acls.get(node.acl), stat: &node.stat, children_newest_first: children })
+    }
+
+    /// Whether TTL owners are decoded (`extendedTypesEnabled`).
+    pub fn extended_types_enabled(&self) -> bool {
+        self.extended_types_enabled
+    }
+
+    /// Checks the structural invariants; for tests and debug assertions.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let mut live = 0;
+        for (id, slot) in self.nodes.iter().enumerate() {
+            let Some(node) = slot else { continue };
+            live += 1;
+            let mut count = 0;
+            let mut child = node.first_child;
+            let mut prev = NONE;
+            while child != NONE {
+                let c = self.node(child);
+                if c.parent != id as NodeId || c.prev_sibling != prev {
+                    return Err(format!("bad links at {child}"));
+                }
+                count += 1;
+                prev = child;
+                child = c.next_sibling;
+            }
+            if count != node.num_children {
+                return Err(format!("node {id}: num_children {} but {count} linked", node.num_children));
+            }
+            if id as NodeId != ROOT && self.find_child(node.parent, &node.name) != Some(id as NodeId) {
+                return Err(format!("node {id} missing from index"));
+            }
+        }
+        if live != self.live_nodes || self.index.len() + 1 != live {
+            return Err(format!("live {live} vs counted {} vs index {}", self.live_nodes, self.index.len()));
+        }
+        Ok(())
+    }
+}
+
+fn world_anyone() -> Id {
+    Id { scheme: "world".into(), id: "anyone".into() }
+}
+
+#[cfg(test)]
+mod tests;
