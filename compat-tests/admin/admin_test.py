@@ -394,6 +394,39 @@ else:
         return "skipped: Debian's ZooKeeper ships without the Prometheus provider jar"
 
 
+@check("per-namespace read and write summaries count ZooKeeper's bytes")
+def _():
+    # A top-level namespace nothing else in this run touches (DataTree.updateRead/WriteStat).
+    ns = "nsprobe%d" % os.getpid()
+    top, child = "/" + ns, "/" + ns + "/child"
+    zk.create(top, b"x" * 10)
+    zk.create(child, b"")
+    zk.set(child, b"abcd")
+    zk.get(top)
+    zk.get_children(top)
+    zk.exists(child)
+    zk.exists(top + "/missing")  # a failed read counts nothing
+    zk.delete(child)
+    writes = [len(top) + 10, len(child), len(child) + 4, len(child)]
+    reads = [len(top) + 10 + 68, len(top) + len("child") + 68, len(child) + 68]
+    m = mntr()
+
+    def summary(name):
+        if METRICS_PORT:  # Prometheus provider spelling (PrometheusMetricsProvider.dump)
+            return (int(float(m['zk_%s_count{key="%s"}' % (name, ns)])),
+                    int(float(m['zk_%s_sum{key="%s"}' % (name, ns)])))
+        return int(m["zk_cnt_%s_%s" % (ns, name)]), int(m["zk_sum_%s_%s" % (ns, name)])
+
+    assert summary("write_per_namespace") == (len(writes), sum(writes)), summary("write_per_namespace")
+    assert summary("read_per_namespace") == (len(reads), sum(reads)), summary("read_per_namespace")
+    if METRICS_PORT:
+        _, samples, _ = scrape()
+        assert samples['write_per_namespace_count{key="%s",}' % ns] == len(writes)
+        assert samples['read_per_namespace_sum{key="%s",}' % ns] == sum(reads)
+    zk.delete(top)
+    return "writes %s, reads %s" % (writes, reads)
+
+
 @check("srst and crst reset what they reset")
 def _():
     zk.get(root)

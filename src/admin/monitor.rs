@@ -15,7 +15,7 @@ use std::fmt::Write;
 
 use crate::admin::four_letter::{java_double_4, AdminState};
 use crate::server::core::{Core, Now};
-use crate::server::metrics::{GAUGE_NAMES, SUMMARY_SET_NAMES};
+use crate::server::metrics::{Summary, GAUGE_NAMES};
 
 /// Quantiles the Prometheus provider exports for "advanced" summaries (basic ones: the first only).
 pub const PROMETHEUS_QUANTILES: [f64; 3] = [0.5, 0.9, 0.99];
@@ -86,6 +86,71 @@ pub struct SummarySnapshot {
 }
 
 impl SummarySnapshot {
+    /// The state of one summary.
+    pub fn of(name: &'static str, s: &Summary) -> SummarySnapshot {
+        SummarySnapshot {
+            name,
+            count: s.count,
+            sum: s.sum,
+            min: s.min,
+            max: s.max,
+            avg: s.avg(),
+            advanced: s.is_advanced(),
+            percentiles: if s.is_advanced() {
+                s.quantiles([0.5, 0.95, 0.99, 0.999])
+            } else {
+                None
+            },
+            prometheus_quantiles: s.quantiles(PROMETHEUS_QUANTILES),
+        }
+    }
+
+    /// The `(key, value)` pairs `mntr` prints for this summary. `label`: the member's key in a
+    /// summary set (the default provider names it `avg_<label>_<name>`; the Prometheus provider
+    /// prints it as the label `key`).
+    fn push_entries(&self, label: Option<&str>, prometheus: bool, out: &mut Vec<(String, MonitorValue)>) {
+        let name = self.name;
+        if prometheus {
+            let key = label.map_or(String::new(), |k| format!("key=\"{k}\""));
+            let braces = |extra: &str| {
+                let inner = [key.as_str(), extra].iter().filter(|p| !p.is_empty()).copied().collect::<Vec<_>>().join(",");
+                if inner.is_empty() {
+                    String::new()
+                } else {
+                    format!("{{{inner}}}")
+                }
+            };
+            let quantiles = if self.advanced {
+                &PROMETHEUS_QUANTILES[..]
+            } else {
+                &PROMETHEUS_QUANTILES[..1]
+            };
+            for (i, q) in quantiles.iter().enumerate() {
+                let v = self.prometheus_quantiles.map_or(f64::NAN, |qs| qs[i] as f64);
+                out.push((format!("{name}{}", braces(&format!("quantile=\"{q}\""))), MonitorValue::Double(v)));
+            }
+            out.push((format!("{name}_count{}", braces("")), MonitorValue::Double(self.count as f64)));
+            out.push((format!("{name}_sum{}", braces("")), MonitorValue::Double(self.sum as f64)));
+        } else {
+            let full = match label {
+                Some(k) => format!("{k}_{name}"),
+                None => name.to_string(),
+            };
+            let avg = java_double_4(self.avg).parse().unwrap_or(self.avg);
+            out.push((format!("avg_{full}"), MonitorValue::Double(avg)));
+            out.push((format!("min_{full}"), MonitorValue::Int(self.min)));
+            out.push((format!("max_{full}"), MonitorValue::Int(self.max)));
+            out.push((format!("cnt_{full}"), MonitorValue::Int(self.count as i64)));
+            out.push((format!("sum_{full}"), MonitorValue::Int(self.sum)));
+            if self.advanced {
+                let p = self.percentiles.unwrap_or([0; 4]);
+                for (prefix, v) in ["p50", "p95", "p99", "p999"].iter().zip(p) {
+                    out.push((format!("{prefix}_{full}"), MonitorValue::Int(v)));
+                }
+            }
+        }
+    }
+
     /// A summary without samples (test fixtures).
     #[cfg(test)]
     pub(crate) fn empty(name: &'static str, advanced: bool) -> SummarySnapshot {
@@ -110,8 +175,19 @@ pub struct MonitorSnapshot {
     pub values: Vec<(&'static str, MetricKind, MonitorValue)>,
     /// Summaries (basic first, then advanced, each in name order).
     pub summaries: Vec<SummarySnapshot>,
-    /// Labelled summary sets, declared for Prometheus; ferrokeeper records none of them yet.
-    pub summary_sets: Vec<(&'static str, bool)>,
+    /// Labelled summary sets, in name order; Prometheus declares them even when no label has a sample.
+    pub summary_sets: Vec<SummarySetSnapshot>,
+}
+
+/// A labelled summary set's state at snapshot time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SummarySetSnapshot {
+    /// ZooKeeper's metric name.
+    pub name: &'static str,
+    /// Members keep percentiles.
+    pub advanced: bool,
+    /// Each label (in label order) with its summary (named after the set).
+    pub members: Vec<(String, SummarySnapshot)>,
 }
 
 fn open_fds() -> i64 {
@@ -178,29 +254,19 @@ impl MonitorSnapshot {
                 values.push(("min_latency", MetricKind::Gauge, Int(st.min_latency_ms)));
             }
         }
-        let mut summaries: Vec<SummarySnapshot> = m
-            .summaries()
-            .map(|(name, s)| SummarySnapshot {
-                name,
-                count: s.count,
-                sum: s.sum,
-                min: s.min,
-                max: s.max,
-                avg: s.avg(),
-                advanced: s.is_advanced(),
-                percentiles: if s.is_advanced() {
-                    s.quantiles([0.5, 0.95, 0.99, 0.999])
-                } else {
-                    None
-                },
-                prometheus_quantiles: s.quantiles(PROMETHEUS_QUANTILES),
-            })
-            .collect();
+        let mut summaries: Vec<SummarySnapshot> = m.summaries().map(|(name, s)| SummarySnapshot::of(name, s)).collect();
         summaries.sort_by_key(|s| (s.advanced, s.name));
         MonitorSnapshot {
             values,
             summaries,
-            summary_sets: SUMMARY_SET_NAMES.to_vec(),
+            summary_sets: m
+                .summary_sets()
+                .map(|(name, set)| SummarySetSnapshot {
+                    name,
+                    advanced: set.is_advanced(),
+                    members: set.members().into_iter().map(|(k, s)| (k.to_string(), SummarySnapshot::of(name, s))).collect(),
+                })
+                .collect(),
         }
     }
 
@@ -217,31 +283,14 @@ impl MonitorSnapshot {
             out.push((name.to_string(), value));
         }
         for s in &self.summaries {
-            if prometheus {
-                let quantiles = if s.advanced {
-                    &PROMETHEUS_QUANTILES[..]
-                } else {
-                    &PROMETHEUS_QUANTILES[..1]
-                };
-                for (i, q) in quantiles.iter().enumerate() {
-                    let v = s.prometheus_quantiles.map_or(f64::NAN, |qs| qs[i] as f64);
-                    out.push((format!("{}{{quantile=\"{q}\"}}", s.name), MonitorValue::Double(v)));
-                }
-                out.push((format!("{}_count", s.name), MonitorValue::Double(s.count as f64)));
-                out.push((format!("{}_sum", s.name), MonitorValue::Double(s.sum as f64)));
-            } else {
-                let avg = java_double_4(s.avg).parse().unwrap_or(s.avg);
-                out.push((format!("avg_{}", s.name), MonitorValue::Double(avg)));
-                out.push((format!("min_{}", s.name), MonitorValue::Int(s.min)));
-                out.push((format!("max_{}", s.name), MonitorValue::Int(s.max)));
-                out.push((format!("cnt_{}", s.name), MonitorValue::Int(s.count as i64)));
-                out.push((format!("sum_{}", s.name), MonitorValue::Int(s.sum)));
-                if s.advanced {
-                    let p = s.percentiles.unwrap_or([0; 4]);
-                    for (label, v) in ["p50", "p95", "p99", "p999"].iter().zip(p) {
-                        out.push((format!("{label}_{}", s.name), MonitorValue::Int(v)));
-                    }
-                }
+            s.push_entries(None, prometheus, &mut out);
+        }
+        // Basic sets before advanced ones, as ZooKeeper's default provider dumps them.
+        let mut sets: Vec<&SummarySetSnapshot> = self.summary_sets.iter().collect();
+        sets.sort_by_key(|set| (set.advanced, set.name));
+        for set in sets {
+            for (label, s) in &set.members {
+                s.push_entries(Some(label), prometheus, &mut out);
             }
         }
         out

@@ -16,7 +16,7 @@ use std::fmt::Write;
 use prometheus::core::Collector;
 use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType, Quantile, Summary};
 
-use crate::admin::monitor::{java_double, MetricKind, MonitorSnapshot, PROMETHEUS_QUANTILES};
+use crate::admin::monitor::{java_double, MetricKind, MonitorSnapshot, SummarySnapshot, PROMETHEUS_QUANTILES};
 
 /// The content type simpleclient's servlet answers with (text format 0.0.4).
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -54,30 +54,43 @@ pub fn zookeeper_families(snapshot: &MonitorSnapshot) -> Vec<MetricFamily> {
         out.push(family(name, kind, vec![metric]));
     }
     for s in &snapshot.summaries {
-        let n = if s.advanced { PROMETHEUS_QUANTILES.len() } else { 1 };
-        let quantiles = PROMETHEUS_QUANTILES[..n]
-            .iter()
-            .enumerate()
-            .map(|(i, q)| {
-                let mut quantile = Quantile::default();
-                quantile.set_quantile(*q);
-                quantile.set_value(s.prometheus_quantiles.map_or(f64::NAN, |qs| qs[i] as f64));
-                quantile
-            })
-            .collect();
-        let mut summary = Summary::default();
-        summary.set_sample_count(s.count);
-        summary.set_sample_sum(s.sum as f64);
-        summary.set_quantile(quantiles);
-        let mut metric = Metric::default();
-        metric.set_summary(summary);
-        out.push(family(s.name, MetricType::SUMMARY, vec![metric]));
+        out.push(family(s.name, MetricType::SUMMARY, vec![summary_metric(s, None)]));
     }
-    for (name, _advanced) in &snapshot.summary_sets {
+    for set in &snapshot.summary_sets {
         // Declared with no children until a label gets a sample, as simpleclient prints them.
-        out.push(family(name, MetricType::SUMMARY, Vec::new()));
+        let metrics = set.members.iter().map(|(key, s)| summary_metric(s, Some(key))).collect();
+        out.push(family(set.name, MetricType::SUMMARY, metrics));
     }
     out
+}
+
+/// One summary sample set: quantile 0.5 (plus 0.9 and 0.99 when advanced), `_count`, `_sum`, under the
+/// label `key` when it is a member of a summary set.
+fn summary_metric(s: &SummarySnapshot, key: Option<&str>) -> Metric {
+    let n = if s.advanced { PROMETHEUS_QUANTILES.len() } else { 1 };
+    let quantiles = PROMETHEUS_QUANTILES[..n]
+        .iter()
+        .enumerate()
+        .map(|(i, q)| {
+            let mut quantile = Quantile::default();
+            quantile.set_quantile(*q);
+            quantile.set_value(s.prometheus_quantiles.map_or(f64::NAN, |qs| qs[i] as f64));
+            quantile
+        })
+        .collect();
+    let mut summary = Summary::default();
+    summary.set_sample_count(s.count);
+    summary.set_sample_sum(s.sum as f64);
+    summary.set_quantile(quantiles);
+    let mut metric = Metric::default();
+    metric.set_summary(summary);
+    if let Some(key) = key {
+        let mut label = LabelPair::default();
+        label.set_name("key".to_string());
+        label.set_value(key.to_string());
+        metric.set_label(vec![label]);
+    }
+    metric
 }
 
 /// `process_*` families for this process (the `prometheus` crate's process collector: CPU seconds,
@@ -190,7 +203,7 @@ pub fn exposition(snapshot: &MonitorSnapshot, export_process: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::admin::monitor::{MonitorValue, SummarySnapshot};
+    use crate::admin::monitor::{MonitorValue, SummarySetSnapshot};
 
     #[test]
     fn writes_what_simpleclient_writes() {
@@ -211,7 +224,27 @@ mod tests {
                 percentiles: Some([2, 3, 3, 3]),
                 prometheus_quantiles: Some([2, 3, 3]),
             }],
-            summary_sets: vec![("ack_latency", true)],
+            summary_sets: vec![
+                SummarySetSnapshot { name: "ack_latency", advanced: true, members: vec![] },
+                SummarySetSnapshot {
+                    name: "write_per_namespace",
+                    advanced: false,
+                    members: vec![(
+                        "app".into(),
+                        SummarySnapshot {
+                            name: "write_per_namespace",
+                            count: 2,
+                            sum: 112,
+                            min: 6,
+                            max: 106,
+                            avg: 56.0,
+                            advanced: false,
+                            percentiles: None,
+                            prometheus_quantiles: Some([106, 106, 106]),
+                        },
+                    )],
+                },
+            ],
         };
         assert_eq!(
             exposition(&snapshot, false),
@@ -220,8 +253,20 @@ mod tests {
              # HELP readlatency readlatency\n# TYPE readlatency summary\n\
              readlatency{quantile=\"0.5\",} 2.0\nreadlatency{quantile=\"0.9\",} 3.0\nreadlatency{quantile=\"0.99\",} 3.0\n\
              readlatency_count 3.0\nreadlatency_sum 6.0\n\
-             # HELP ack_latency ack_latency\n# TYPE ack_latency summary\n"
+             # HELP ack_latency ack_latency\n# TYPE ack_latency summary\n\
+             # HELP write_per_namespace write_per_namespace\n# TYPE write_per_namespace summary\n\
+             write_per_namespace{key=\"app\",quantile=\"0.5\",} 106.0\n\
+             write_per_namespace_count{key=\"app\",} 2.0\nwrite_per_namespace_sum{key=\"app\",} 112.0\n"
         );
+        let mntr = snapshot.mntr_text(false);
+        assert!(mntr.ends_with(
+            "zk_avg_app_write_per_namespace\t56.0\nzk_min_app_write_per_namespace\t6\n\
+             zk_max_app_write_per_namespace\t106\nzk_cnt_app_write_per_namespace\t2\n\
+             zk_sum_app_write_per_namespace\t112\n"
+        ));
+        let dump = snapshot.mntr_text(true);
+        assert!(dump.contains("zk_write_per_namespace{key=\"app\",quantile=\"0.5\"}\t106.0\n"));
+        assert!(dump.contains("zk_write_per_namespace_count{key=\"app\"}\t2.0\n"));
     }
 
     #[test]

@@ -9,6 +9,11 @@ use std::collections::{BTreeMap, VecDeque};
 /// How many recent samples percentile summaries keep.
 const PERCENTILE_WINDOW: usize = 1024;
 
+/// How many labels one summary set keeps. ZooKeeper's sets grow without bound (one per top-level
+/// znode ever touched); past this many, samples under new labels are dropped and counted in
+/// `SummarySet::dropped_samples`.
+pub const SUMMARY_SET_KEYS_MAX: usize = 1024;
+
 /// A summary metric: `avg_`, `min_`, `max_`, `cnt_`, `sum_` and, when `percentiles`, `p50_`,
 /// `p95_`, `p99_`, `p999_`.
 #[derive(Debug, Clone, Default)]
@@ -95,6 +100,91 @@ impl Summary {
 
     fn reset(&mut self) {
         *self = Summary { percentiles: self.percentiles, ..Summary::default() };
+    }
+}
+
+/// A labelled summary set (ZooKeeper's `AvgMinMaxCounterSet`): one summary per label, created by its
+/// first sample, kept (zeroed) by a reset.
+#[derive(Debug, Clone, Default)]
+pub struct SummarySet {
+    members: hashbrown::HashMap<Box<str>, Summary, foldhash::fast::FixedState>,
+    advanced: bool,
+    /// Samples dropped because the set already held `SUMMARY_SET_KEYS_MAX` labels.
+    pub dropped_samples: u64,
+}
+
+impl SummarySet {
+    fn new(advanced: bool) -> SummarySet {
+        SummarySet { advanced, ..SummarySet::default() }
+    }
+
+    /// Records one sample under `key`.
+    pub fn add(&mut self, key: &str, value: i64) {
+        if let Some(summary) = self.members.get_mut(key) {
+            summary.add(value);
+            return;
+        }
+        if self.members.len() >= SUMMARY_SET_KEYS_MAX {
+            self.dropped_samples += 1;
+            return;
+        }
+        let mut summary = if self.advanced { Summary::with_percentiles() } else { Summary::default() };
+        summary.add(value);
+        self.members.insert(key.into(), summary);
+    }
+
+    /// Whether members keep percentiles.
+    pub fn is_advanced(&self) -> bool {
+        self.advanced
+    }
+
+    /// Every label with its summary, in label order.
+    pub fn members(&self) -> Vec<(&str, &Summary)> {
+        let mut members: Vec<(&str, &Summary)> = self.members.iter().map(|(k, s)| (&**k, s)).collect();
+        members.sort_unstable_by_key(|(k, _)| *k);
+        members
+    }
+
+    fn reset(&mut self) {
+        for summary in self.members.values_mut() {
+            summary.reset();
+        }
+        self.dropped_samples = 0;
+    }
+}
+
+/// The top-level namespace of a path, as ZooKeeper's `PathUtils.getTopNamespace` finds it: `app`
+/// for `/app/x`; `None` for `/`.
+pub fn top_namespace(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix('/')?;
+    let top = rest.split('/').next().unwrap_or("");
+    if top.is_empty() {
+        // Java's split drops trailing empty strings, so "/" has no namespace but "//a" has "".
+        return if rest.trim_matches('/').is_empty() { None } else { Some("") };
+    }
+    Some(top)
+}
+
+/// Bytes a read of `path` returning `payload_bytes` counts in `read_per_namespace`
+/// (`DataTree.updateReadStat`: path length in UTF-16 units, payload, and a Stat's 68 bytes).
+pub fn read_stat_bytes(path: &str, payload_bytes: usize) -> i64 {
+    (java_length(path) + payload_bytes + STAT_OVERHEAD_BYTES) as i64
+}
+
+/// Bytes a write counts in `write_per_namespace` (`DataTree.updateWriteStat`: path length plus data).
+pub fn write_stat_bytes(path: &str, data_bytes: usize) -> i64 {
+    (java_length(path) + data_bytes) as i64
+}
+
+/// Size of a Stat as `DataTree.STAT_OVERHEAD_BYTES` counts it: six longs and five ints.
+const STAT_OVERHEAD_BYTES: usize = 6 * 8 + 5 * 4;
+
+/// A string's length as Java's `String.length` counts it (UTF-16 units).
+pub fn java_length(s: &str) -> usize {
+    if s.is_ascii() {
+        s.len()
+    } else {
+        s.encode_utf16().count()
     }
 }
 
@@ -292,6 +382,7 @@ pub const ADVANCED_SUMMARY_NAMES: [&str; 23] = [
 pub struct ServerMetrics {
     counters: BTreeMap<&'static str, i64>,
     summaries: BTreeMap<&'static str, Summary>,
+    summary_sets: BTreeMap<&'static str, SummarySet>,
 }
 
 impl Default for ServerMetrics {
@@ -303,7 +394,8 @@ impl Default for ServerMetrics {
         for name in ADVANCED_SUMMARY_NAMES {
             summaries.insert(name, Summary::with_percentiles());
         }
-        ServerMetrics { counters: BTreeMap::new(), summaries }
+        let summary_sets = SUMMARY_SET_NAMES.iter().map(|(name, advanced)| (*name, SummarySet::new(*advanced))).collect();
+        ServerMetrics { counters: BTreeMap::new(), summaries, summary_sets }
     }
 }
 
@@ -327,6 +419,19 @@ impl ServerMetrics {
         }
     }
 
+    /// Records a sample under `key` in a summary set.
+    pub fn observe_in_set(&mut self, name: &'static str, key: &str, value: i64) {
+        match self.summary_sets.get_mut(name) {
+            Some(set) => set.add(key, value),
+            None => debug_assert!(false, "unknown summary set {name}"),
+        }
+    }
+
+    /// Every summary set with its name, in name order.
+    pub fn summary_sets(&self) -> impl Iterator<Item = (&'static str, &SummarySet)> {
+        self.summary_sets.iter().map(|(name, set)| (*name, set))
+    }
+
     /// Every summary with its name, in name order.
     pub fn summaries(&self) -> impl Iterator<Item = (&'static str, &Summary)> {
         self.summaries.iter().map(|(name, summary)| (*name, summary))
@@ -342,6 +447,9 @@ impl ServerMetrics {
         self.counters.clear();
         for summary in self.summaries.values_mut() {
             summary.reset();
+        }
+        for set in self.summary_sets.values_mut() {
+            set.reset();
         }
     }
 }
@@ -362,6 +470,40 @@ mod tests {
         assert_eq!(s.quantile(0.99), 99);
         m.reset();
         assert_eq!(m.summary("readlatency").unwrap().count, 0);
+    }
+
+    #[test]
+    fn top_namespace_follows_java_split() {
+        assert_eq!(top_namespace("/"), None);
+        assert_eq!(top_namespace("/app"), Some("app"));
+        assert_eq!(top_namespace("/app/x/y"), Some("app"));
+        assert_eq!(top_namespace("/zookeeper/config"), Some("zookeeper"));
+        assert_eq!(top_namespace("//a"), Some(""));
+        assert_eq!(top_namespace("relative"), None);
+    }
+
+    #[test]
+    fn summary_sets_keep_labels_through_reset_and_stay_bounded() {
+        let mut m = ServerMetrics::default();
+        m.observe_in_set("write_per_namespace", "app", write_stat_bytes("/app/a", 100));
+        m.observe_in_set("write_per_namespace", "app", write_stat_bytes("/app/b", 0));
+        m.observe_in_set("read_per_namespace", "db", read_stat_bytes("/db", 3));
+        let (_, writes) = m.summary_sets().find(|(n, _)| *n == "write_per_namespace").unwrap();
+        let members = writes.members();
+        assert_eq!(members.len(), 1);
+        assert_eq!((members[0].0, members[0].1.count, members[0].1.sum), ("app", 2, 106 + 6));
+        let (_, reads) = m.summary_sets().find(|(n, _)| *n == "read_per_namespace").unwrap();
+        assert_eq!(reads.members()[0].1.sum, 3 + 3 + 68);
+        m.reset();
+        let (_, writes) = m.summary_sets().find(|(n, _)| *n == "write_per_namespace").unwrap();
+        assert_eq!(writes.members().len(), 1, "a reset keeps the label, zeroed");
+        assert_eq!(writes.members()[0].1.count, 0);
+        for i in 0..SUMMARY_SET_KEYS_MAX + 10 {
+            m.observe_in_set("read_per_namespace", &format!("n{i}"), 1);
+        }
+        let (_, reads) = m.summary_sets().find(|(n, _)| *n == "read_per_namespace").unwrap();
+        assert_eq!(reads.members().len(), SUMMARY_SET_KEYS_MAX);
+        assert_eq!(reads.dropped_samples, 11);
     }
 
     #[test]

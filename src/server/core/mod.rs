@@ -31,10 +31,10 @@ use crate::proto::{
     StatResponse, WatchTypeRequest, WatcherEvent, WhoAmIResponse,
 };
 use crate::server::auth::{authenticate, check_acl, user_name};
-use crate::server::metrics::ServerMetrics;
+use crate::server::metrics::{java_length, read_stat_bytes, top_namespace, write_stat_bytes, ServerMetrics};
 use crate::server::prep::{closing_session_paths, prep_write, txn_type, PendingOverlay, PrepSettings, WriteRequest};
 use crate::session::{initial_session_id, session_password, SessionTracker};
-use crate::tree::{ApplyResult, DataTree};
+use crate::tree::{ApplyResult, DataTree, Trigger};
 use crate::watch::{Delivery, WatchManager, WatcherType};
 
 mod slow;
@@ -762,6 +762,7 @@ impl Core {
             TxnBody::CloseSession { .. } => self.sessions.remove(txn.header.client_id),
             _ => {}
         }
+        self.record_writes(&triggers);
         self.watches.trigger(&triggers, &mut self.deliveries);
         let deliveries = std::mem::take(&mut self.deliveries);
         self.observe_watch_fanout(&deliveries);
@@ -909,6 +910,7 @@ impl Core {
                     self.watches.add_data_watch(&req.path, conn_id);
                 }
                 let stat = self.tree.stat(&req.path).ok_or(ErrorCode::NoNode)?;
+                self.record_read(&req.path, 0);
                 StatResponse { stat }.encode(&mut out);
             }
             OpCode::GetData => {
@@ -919,6 +921,7 @@ impl Core {
                 if req.watch {
                     self.watches.add_data_watch(&req.path, conn_id);
                 }
+                self.record_read(&req.path, data.as_ref().map_or(0, |d| d.len()));
                 GetDataResponse { data, stat }.encode(&mut out);
             }
             OpCode::GetChildren | OpCode::GetChildren2 => {
@@ -929,6 +932,7 @@ impl Core {
                 if req.watch {
                     self.watches.add_child_watch(&req.path, conn_id);
                 }
+                self.record_read(&req.path, children.iter().map(|c| java_length(c)).sum());
                 if op == OpCode::GetChildren {
                     GetChildrenResponse { children }.encode(&mut out);
                 } else {
@@ -1022,7 +1026,16 @@ impl Core {
                 }
                 let mut results = Vec::with_capacity(ops.len());
                 for op in &ops {
-                    results.push(self.multi_read_op(conn_id, op, &auth));
+                    let result = self.multi_read_op(conn_id, op, &auth);
+                    let (MultiOp::GetChildren(r) | MultiOp::GetData(r)) = op else { unreachable!("all reads") };
+                    match &result {
+                        MultiResult::GetData(data, _) => self.record_read(&r.path, data.as_ref().map_or(0, |d| d.len())),
+                        MultiResult::GetChildren(children) => {
+                            self.record_read(&r.path, children.iter().map(|c| java_length(c)).sum())
+                        }
+                        _ => {}
+                    }
+                    results.push(result);
                 }
                 encode_multi_response(&results, &mut out);
             }
@@ -1129,6 +1142,30 @@ impl Core {
             self.enqueue_txn(Origin::Internal, Txn { header, body });
         }
         self.drain();
+    }
+
+    /// `read_per_namespace` (`DataTree.updateReadStat`): exists, getData and getChildren that succeed.
+    fn record_read(&mut self, path: &str, payload_bytes: usize) {
+        if let Some(namespace) = top_namespace(path) {
+            self.metrics.observe_in_set("read_per_namespace", namespace, read_stat_bytes(path, payload_bytes));
+        }
+    }
+
+    /// `write_per_namespace` (`DataTree.updateWriteStat`): every node created, deleted or given data,
+    /// session-close and container deletions included. The data size is the node's after the whole
+    /// txn, which differs from ZooKeeper's only for a multi that creates a node and then sets it.
+    fn record_writes(&mut self, triggers: &[Trigger]) {
+        for trigger in triggers {
+            let (path, data_bytes) = match trigger {
+                Trigger::Deleted(path) => (path, 0),
+                Trigger::Created(path) | Trigger::DataChanged(path) => {
+                    (path, self.tree.stat(path).map_or(0, |stat| stat.data_length.max(0) as usize))
+                }
+            };
+            if let Some(namespace) = top_namespace(path) {
+                self.metrics.observe_in_set("write_per_namespace", namespace, write_stat_bytes(path, data_bytes));
+            }
+        }
     }
 
     fn observe_watch_fanout(&mut self, deliveries: &[Delivery]) {
