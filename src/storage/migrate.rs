@@ -51,6 +51,7 @@ pub struct MigrationSummary {
 /// Writes a ferrokeeper snapshot of `tree` at `zxid` into `dir`.
 fn write_snapshot(dir: &Path, tree: &DataTree, sessions: &[(i64, i32)], zxid: i64) -> Result<PathBuf, StorageError> {
     let mut encoder = SnapshotEncoder::new(zxid, sessions);
+    encoder.node_count_hint(tree.node_count());
     let mut writer = SnapshotWriter::create(dir, zxid)?;
     let mut cursor = SnapshotCursor::default();
     loop {

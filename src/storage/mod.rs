@@ -314,6 +314,7 @@ pub struct SnapshotJob {
     held: Option<bytes::Bytes>,
     writer: Option<thread::JoinHandle<Result<PathBuf, SnapshotError>>>,
     done: bool,
+    counted: bool,
     committing: bool,
     started: std::time::Instant,
 }
@@ -369,6 +370,7 @@ impl SnapshotJob {
             held: None,
             writer: Some(writer),
             done: false,
+            counted: false,
             committing: false,
             started: std::time::Instant::now(),
         })
@@ -394,6 +396,10 @@ impl SnapshotJob {
             }
         }
         if !self.done {
+            if !self.counted {
+                self.encoder.node_count_hint(tree.node_count());
+                self.counted = true;
+            }
             let encoder = &mut self.encoder;
             self.done = self.cursor.step(tree, max_nodes, |p, d, a, s| encoder.node(p, d, a, s));
             let chunk = self.encoder.take();

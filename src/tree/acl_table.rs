@@ -43,6 +43,13 @@ impl AclTable {
         id
     }
 
+    /// Takes one more reference to a list already interned.
+    pub fn retain(&mut self, id: AclId) {
+        if let Some(Some((_, refs))) = self.lists.get_mut(id as usize) {
+            *refs += 1;
+        }
+    }
+
     /// Drops one reference; the list is forgotten when none remain.
     pub fn release(&mut self, id: AclId) {
         let Some(slot) = self.lists.get_mut(id as usize) else { return };

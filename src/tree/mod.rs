@@ -19,6 +19,7 @@
 
 mod acl_table;
 pub mod digest;
+mod restorer;
 mod snapshot_cursor;
 
 use std::collections::{BTreeSet, HashMap};
@@ -30,6 +31,7 @@ use foldhash::fast::FixedState;
 use hashbrown::HashTable;
 
 pub use acl_table::{AclId, AclTable};
+pub use restorer::{RestoreError, TreeRestorer};
 pub use snapshot_cursor::SnapshotCursor;
 
 use crate::proto::consts::{CONTAINER_EPHEMERAL_OWNER, CONFIG_PATH, EXTENDED_MASK, QUOTA_PATH, ZOOKEEPER_PATH};
@@ -428,6 +430,22 @@ impl DataTree {
             return Err(ErrorCode::NodeExists);
         }
         let acl = self.acls.intern(acl);
+        Ok(self.link_child(parent, name, path.len(), data, acl, stat))
+    }
+
+    /// Links a new node `name` under `parent`, which has no child of that name, taking over one
+    /// reference to `acl`. `path_len`: the length of the node's whole path (`approximate_data_size`
+    /// counts it, as ZooKeeper's does).
+    fn link_child(
+        &mut self,
+        parent: NodeId,
+        name: &str,
+        path_len: usize,
+        data: Option<&[u8]>,
+        acl: AclId,
+        stat: StatPersisted,
+    ) -> NodeId {
+        debug_assert!(self.find_child(parent, name).is_none());
         let first_sibling = self.node(parent).first_child;
         let id = self.alloc(Node {
             name: name.into(),
@@ -452,8 +470,19 @@ impl DataTree {
             Some(n) => hash_key(hasher, n.parent, &n.name),
             None => 0,
         });
-        self.data_size += (path.len() + data.map_or(0, <[u8]>::len)) as u64;
-        Ok(id)
+        self.data_size += (path_len + data.map_or(0, <[u8]>::len)) as u64;
+        id
+    }
+
+    /// Room for `additional` more nodes without growing the slab or rehashing the index (a
+    /// snapshot says how many nodes it holds).
+    pub fn reserve(&mut self, additional: usize) {
+        self.nodes.reserve(additional.saturating_sub(self.free.len()));
+        let (nodes, hasher) = (&self.nodes, &self.hasher);
+        self.index.reserve(additional, |&other| match &nodes[other as usize] {
+            Some(n) => hash_key(hasher, n.parent, &n.name),
+            None => 0,
+        });
     }
 
     /// Creates a node as a create txn does. On `NodeExists` the parent's cversion/pzxid are still
@@ -689,19 +718,24 @@ impl DataTree {
         // The root and ZooKeeper's own nodes exist in a fresh tree; a snapshot carries their state.
         let existing = if path.is_empty() { Some(ROOT) } else { self.lookup(path) };
         if let Some(id) = existing {
-            let new_acl = self.acls.intern(acl);
-            let old_len = self.node(id).data.as_ref().map_or(0, |d| d.len()) as u64;
-            let node = self.node_mut(id);
-            node.data = data.map(Box::from);
-            node.stat = stat;
-            let old_acl = std::mem::replace(&mut node.acl, new_acl);
-            self.acls.release(old_acl);
-            self.data_size = self.data_size.saturating_sub(old_len) + data.map_or(0, <[u8]>::len) as u64;
+            let acl = self.acls.intern(acl);
+            self.overwrite_node(id, data, acl, stat);
             return Ok(());
         }
         self.insert_node(path, data, acl, stat)?;
         self.index_kind(path, NodeKind::from_owner(stat.ephemeral_owner, self.extended_types_enabled));
         Ok(())
+    }
+
+    /// Replaces a restored node's data, ACL (taking over one reference to `acl`) and Stat.
+    fn overwrite_node(&mut self, id: NodeId, data: Option<&[u8]>, acl: AclId, stat: StatPersisted) {
+        let old_len = self.node(id).data.as_ref().map_or(0, |d| d.len()) as u64;
+        let node = self.node_mut(id);
+        node.data = data.map(Box::from);
+        node.stat = stat;
+        let old_acl = std::mem::replace(&mut node.acl, acl);
+        self.acls.release(old_acl);
+        self.data_size = self.data_size.saturating_sub(old_len) + data.map_or(0, <[u8]>::len) as u64;
     }
 
     /// Records a new node in the ephemeral, container or TTL index its kind belongs to.
