@@ -1,4 +1,5 @@
 """Helpers shared by the storage suite's tests: checks, servers of the suite's own on ZK_PORT+300."""
+import logging
 import os
 import signal
 import subprocess
@@ -13,6 +14,8 @@ TARGET = os.environ["ZK_TARGET"]
 PORT = int(os.environ["ZK_PORT"]) + 300
 ADMIN_PORT = PORT + 100
 results = {"passed": 0, "failed": 0}
+# kazoo logs every dropped connection; the tests stop servers under their clients on purpose.
+logging.basicConfig(level=logging.CRITICAL)
 
 
 def check(name, ok, detail=""):

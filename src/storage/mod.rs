@@ -314,6 +314,7 @@ impl WriterLog {
         let truncated = log.truncate_after(durable_zxid).map_err(|e| e.to_string());
         self.log = Some(log);
         truncated?;
+        info!(durable_zxid = format_args!("{durable_zxid:#x}"), "reopened the transaction log after a write error");
         self.damaged = false;
         Ok(())
     }
