@@ -79,9 +79,8 @@ fn log_summary(data_log_dir: &std::path::Path) -> ExitCode {
         eprintln!("ferrokeeper: no transaction log in {}", layout.log_dir.display());
         return ExitCode::FAILURE;
     }
-    let summary = TxnLog::open(&layout.log_dir).and_then(|log| {
-        Ok((log.first_zxid()?, log.last_zxid()?, log.count()?, log.purged_through()?))
-    });
+    let summary = TxnLog::open(&layout.log_dir)
+        .and_then(|log| Ok((log.first_zxid()?, log.last_zxid()?, log.count()?, log.purged_through()?)));
     match summary {
         Ok((first, last, count, purged)) => {
             let hex = |z: Option<i64>| z.map_or("none".to_string(), |z| format!("{z:#x}"));

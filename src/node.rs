@@ -193,7 +193,10 @@ struct Signals {
 impl Signals {
     fn new() -> Signals {
         use tokio::signal::unix::{signal, SignalKind};
-        Signals { term: signal(SignalKind::terminate()).ok(), int: signal(SignalKind::interrupt()).ok() }
+        Signals {
+            term: signal(SignalKind::terminate()).ok(),
+            int: signal(SignalKind::interrupt()).ok(),
+        }
     }
 
     async fn wait(self) {

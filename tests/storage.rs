@@ -29,7 +29,13 @@ fn temp_dir(name: &str) -> PathBuf {
 /// Txn `zxid` creates `/n<zxid>` with a 100-byte value, so a few hundred fill several SST blocks.
 fn txn(zxid: i64) -> Txn {
     Txn {
-        header: TxnHeader { client_id: 7, cxid: zxid as i32, zxid, time: 1_700_000_000_000 + zxid, txn_type: 1 },
+        header: TxnHeader {
+            client_id: 7,
+            cxid: zxid as i32,
+            zxid,
+            time: 1_700_000_000_000 + zxid,
+            txn_type: 1,
+        },
         body: TxnBody::Create {
             path: format!("/n{zxid}"),
             data: Some(Bytes::from(vec![b'a' + (zxid % 26) as u8; 100])),
@@ -80,7 +86,10 @@ fn write_config(dir: &Path, port: u16) -> PathBuf {
     let cfg = dir.join("zoo.cfg");
     std::fs::write(
         &cfg,
-        format!("dataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\nadmin.enableServer=false\n", dir.display()),
+        format!(
+            "dataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\nadmin.enableServer=false\n",
+            dir.display()
+        ),
     )
     .unwrap();
     cfg
@@ -103,7 +112,11 @@ fn start_fails(dir: &Path, port: u16) -> String {
                 log.push_str(&line);
                 log.push('\n');
             }
-            assert_eq!(status.code(), Some(1), "expected a failed start, got {status:?}:\n{log}");
+            assert_eq!(
+                status.code(),
+                Some(1),
+                "expected a failed start, got {status:?}:\n{log}"
+            );
             eprintln!("server log:\n{log}");
             return log;
         }
@@ -159,7 +172,10 @@ fn start_and_stop(dir: &Path, port: u16) -> String {
             break;
         }
     }
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let exit = child.wait().unwrap();
     while let Ok(line) = lines.recv_timeout(Duration::from_secs(5)) {
@@ -217,10 +233,18 @@ fn a_torn_wal_tail_is_cut_off_and_every_whole_txn_kept() {
     let wal = files_with_suffix(&layout.log_dir, ".log");
     assert_eq!(wal.len(), 1, "{wal:?}");
     let len = std::fs::metadata(&wal[0]).unwrap().len();
-    std::fs::OpenOptions::new().write(true).open(&wal[0]).unwrap().set_len(len - 9).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&wal[0])
+        .unwrap()
+        .set_len(len - 9)
+        .unwrap();
 
     let log = start_and_stop(&dir, 23900);
-    assert!(log.contains("last_zxid=0x27"), "expected txns through 0x27 restored:\n{log}");
+    assert!(
+        log.contains("last_zxid=0x27"),
+        "expected txns through 0x27 restored:\n{log}"
+    );
     let txn_log = TxnLog::open(&layout.log_dir).unwrap();
     let restored = restore(&layout, &txn_log, false).unwrap();
     assert_eq!(restored.last_zxid, 39);
@@ -251,10 +275,17 @@ fn a_damaged_sst_block_stops_the_start_naming_the_file_and_the_zxid() {
     let log = start_fails(&dir, 23901);
     let name = sst.file_name().unwrap().to_string_lossy().into_owned();
     assert!(log.contains(&name), "the message does not name {name}:\n{log}");
-    assert!(log.contains("cannot read the entries after zxid 0x"), "no zxid in the message:\n{log}");
+    assert!(
+        log.contains("cannot read the entries after zxid 0x"),
+        "no zxid in the message:\n{log}"
+    );
     assert!(log.to_lowercase().contains("checksum mismatch"), "{log}");
     // The zxid named is where reading stopped: real txns were read before the damaged block.
-    let after = log.split("after zxid 0x").nth(1).and_then(|s| s.split(':').next()).unwrap();
+    let after = log
+        .split("after zxid 0x")
+        .nth(1)
+        .and_then(|s| s.split(':').next())
+        .unwrap();
     let after = i64::from_str_radix(after, 16).unwrap();
     assert!(after > 0 && after < 300, "implausible last good zxid {after}:\n{log}");
     std::fs::remove_dir_all(&dir).ok();
@@ -274,9 +305,16 @@ fn damage_in_the_middle_of_the_wal_stops_the_start() {
     let name = wal[0].file_name().unwrap().to_string_lossy().into_owned();
     assert!(log.contains("is damaged and will not be replayed in part"), "{log}");
     assert!(log.contains(&name), "the message does not name {name}:\n{log}");
-    let through = log.split("readable through zxid 0x").nth(1).and_then(|s| s.split(')').next()).unwrap();
+    let through = log
+        .split("readable through zxid 0x")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .unwrap();
     let through = i64::from_str_radix(through, 16).unwrap();
-    assert!((50..150).contains(&through), "implausible last good zxid {through}:\n{log}");
+    assert!(
+        (50..150).contains(&through),
+        "implausible last good zxid {through}:\n{log}"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -293,8 +331,14 @@ fn a_corrupt_snapshot_falls_back_to_an_older_one_and_the_log() {
     flip_byte(&newest, 40);
 
     let log = start_and_stop(&dir, 23903);
-    assert!(log.contains("skipping snapshot") && log.contains("snapshot.14 is invalid"), "{log}");
-    assert!(log.contains("loaded snapshot") && log.contains("snapshot.a zxid=0xa"), "{log}");
+    assert!(
+        log.contains("skipping snapshot") && log.contains("snapshot.14 is invalid"),
+        "{log}"
+    );
+    assert!(
+        log.contains("loaded snapshot") && log.contains("snapshot.a zxid=0xa"),
+        "{log}"
+    );
     assert!(log.contains("last_zxid=0x1e"), "{log}");
     let txn_log = TxnLog::open(&layout.log_dir).unwrap();
     let restored = restore(&layout, &txn_log, false).unwrap();
@@ -317,8 +361,14 @@ fn a_corrupt_snapshot_the_log_cannot_replace_stops_the_start() {
     let newest = snapshot::write(&layout.snapshot_dir, &tree_through(20), &[], 20).unwrap();
     flip_byte(&newest, 40);
     let log = start_fails(&dir, 23904);
-    assert!(log.contains("txns up to 0x14 were purged, but the newest usable snapshot ends at 0xa"), "{log}");
-    assert!(log.contains(&newest.display().to_string()), "the message does not name the snapshot:\n{log}");
+    assert!(
+        log.contains("txns up to 0x14 were purged, but the newest usable snapshot ends at 0xa"),
+        "{log}"
+    );
+    assert!(
+        log.contains(&newest.display().to_string()),
+        "the message does not name the snapshot:\n{log}"
+    );
 
     // The only snapshot is corrupt and the log holds nothing after it (an imported data dir).
     let dir2 = temp_dir("snap-only");
@@ -328,7 +378,10 @@ fn a_corrupt_snapshot_the_log_cannot_replace_stops_the_start() {
     let only = snapshot::write(&layout2.snapshot_dir, &tree_through(20), &[], 20).unwrap();
     flip_byte(&only, 40);
     let log = start_fails(&dir2, 23905);
-    assert!(log.contains(&only.display().to_string()), "the message does not name the snapshot:\n{log}");
+    assert!(
+        log.contains(&only.display().to_string()),
+        "the message does not name the snapshot:\n{log}"
+    );
     assert!(log.contains("reaches only 0x0, short of that snapshot's 0x14"), "{log}");
     std::fs::remove_dir_all(&dir).ok();
     std::fs::remove_dir_all(&dir2).ok();

@@ -34,7 +34,13 @@ pub struct AdminState {
 impl AdminState {
     /// Admin state for a server configured by `config`.
     pub fn new(config: Config) -> AdminState {
-        AdminState { config, trace_mask: 306, started_mono_ms: 0, started_wall_ms: 0, last_snapshot: None }
+        AdminState {
+            config,
+            trace_mask: 306,
+            started_mono_ms: 0,
+            started_wall_ms: 0,
+            last_snapshot: None,
+        }
     }
 
     /// Whether ZooKeeper's Prometheus provider is configured: it changes `mntr`'s spelling.

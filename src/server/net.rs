@@ -278,7 +278,13 @@ pub async fn run_core(
             if let Some(job) = &mut snapshot_job {
                 match job.step(&core.tree, SNAPSHOT_STEP_NODES) {
                     SnapshotProgress::Running => {}
-                    SnapshotProgress::Finished { zxid, nodes, path, elapsed, modified_secs } => {
+                    SnapshotProgress::Finished {
+                        zxid,
+                        nodes,
+                        path,
+                        elapsed,
+                        modified_secs,
+                    } => {
                         core.metrics.observe("snapshottime", elapsed.as_millis() as i64);
                         admin.last_snapshot = Some((zxid, modified_secs));
                         info!(zxid = format_args!("{zxid:#x}"), nodes, file = %path.display(), elapsed_ms = elapsed.as_millis() as u64, "snapshot written");
@@ -309,7 +315,11 @@ async fn purge(p: &Persistence) {
     let retain = p.snap_retain_count;
     match tokio::task::spawn_blocking(move || snapshot::purge(&dir, retain)).await {
         Ok(Some(oldest_kept)) => {
-            info!(retained = retain, oldest_kept = format_args!("{oldest_kept:#x}"), "purged snapshots and the log before the oldest kept");
+            info!(
+                retained = retain,
+                oldest_kept = format_args!("{oldest_kept:#x}"),
+                "purged snapshots and the log before the oldest kept"
+            );
             p.writer.purge_through(oldest_kept);
         }
         Ok(None) => {}

@@ -140,11 +140,19 @@ pub fn restore(layout: &Layout, log: &TxnLog, extended_types_enabled: bool) -> R
         Some(z) => format!("the newest usable snapshot ends at {z:#x}"),
         None => "there is no usable snapshot".to_string(),
     };
-    let gap = |reason: String| StorageError::Gap { path: log.path().to_path_buf(), reason };
+    let gap = |reason: String| StorageError::Gap {
+        path: log.path().to_path_buf(),
+        reason,
+    };
     if let Some(purged) = log.purged_through()? {
         if purged > start {
-            let invalid = newest_invalid.as_ref().map_or(String::new(), |(_, e)| format!(" ({e})"));
-            return Err(gap(format!("txns up to {purged:#x} were purged, but {}{invalid}", base())));
+            let invalid = newest_invalid
+                .as_ref()
+                .map_or(String::new(), |(_, e)| format!(" ({e})"));
+            return Err(gap(format!(
+                "txns up to {purged:#x} were purged, but {}{invalid}",
+                base()
+            )));
         }
     }
     let mut replayed = 0u64;
@@ -189,7 +197,15 @@ pub fn restore(layout: &Layout, log: &TxnLog, extended_types_enabled: bool) -> R
     sessions.sort_unstable();
     sessions.dedup_by_key(|s| s.0);
     let last_alive_ms = log.meta(LAST_ALIVE_KEY)?;
-    Ok(Restored { tree, sessions, last_zxid, snapshot_zxid, snapshot_path, txns_replayed: replayed, last_alive_ms })
+    Ok(Restored {
+        tree,
+        sessions,
+        last_zxid,
+        snapshot_zxid,
+        snapshot_path,
+        txns_replayed: replayed,
+        last_alive_ms,
+    })
 }
 
 /// How many recent sync durations `Durability` carries for the metrics.
@@ -216,7 +232,10 @@ impl Durability {
     /// The sync durations recorded after the first `seen` syncs (as many as are still kept).
     pub fn syncs_since(&self, seen: u64) -> impl Iterator<Item = i64> + '_ {
         let new = self.syncs.saturating_sub(seen).min(self.recent_sync_ms.len() as u64) as usize;
-        self.recent_sync_ms.iter().skip(self.recent_sync_ms.len() - new).copied()
+        self.recent_sync_ms
+            .iter()
+            .skip(self.recent_sync_ms.len() - new)
+            .copied()
     }
 }
 
@@ -314,7 +333,10 @@ impl WriterLog {
         let truncated = log.truncate_after(durable_zxid).map_err(|e| e.to_string());
         self.log = Some(log);
         truncated?;
-        info!(durable_zxid = format_args!("{durable_zxid:#x}"), "reopened the transaction log after a write error");
+        info!(
+            durable_zxid = format_args!("{durable_zxid:#x}"),
+            "reopened the transaction log after a write error"
+        );
         self.damaged = false;
         Ok(())
     }
@@ -331,13 +353,22 @@ fn writer_loop(
     let mut durable_zxid = durability.borrow().durable_zxid;
     let mut pending: Vec<Txn> = Vec::new();
     let mut last_alive_written = 0i64;
-    let mut log = WriterLog { path: log.path().to_path_buf(), log: Some(log), damaged: false, last_reopen: None };
+    let mut log = WriterLog {
+        path: log.path().to_path_buf(),
+        log: Some(log),
+        damaged: false,
+        last_reopen: None,
+    };
     // Batches refused since the log last accepted one: the first is logged as an error, the rest
     // only counted, so a full disk gives one clear line rather than one per write.
     let mut refused_batches = 0u64;
     loop {
         // While the log is damaged, wake up often enough to notice the disk accepting writes.
-        let wait = if log.damaged { REOPEN_INTERVAL } else { Duration::from_secs(1) };
+        let wait = if log.damaged {
+            REOPEN_INTERVAL
+        } else {
+            Duration::from_secs(1)
+        };
         let first = match rx.recv_timeout(wait) {
             Ok(command) => Some(command),
             Err(mpsc::RecvTimeoutError::Timeout) => None,
@@ -426,7 +457,11 @@ fn writer_loop(
         let now = now_wall_ms();
         if now - last_alive_written >= 1000 && !log.damaged {
             // Not synced: it only bounds how long sessions may have lived while the server was down.
-            if log.log.as_ref().is_some_and(|l| l.set_meta_unsynced(LAST_ALIVE_KEY, now).is_ok()) {
+            if log
+                .log
+                .as_ref()
+                .is_some_and(|l| l.set_meta_unsynced(LAST_ALIVE_KEY, now).is_ok())
+            {
                 last_alive_written = now;
             }
         }

@@ -361,7 +361,10 @@ mod tests {
         fs::write(dir.join("snapshot.30.tmp"), b"x").unwrap();
         assert_eq!(purge(&dir, 3), Some(5));
         assert_eq!(list(&dir).iter().map(|s| s.0).collect::<Vec<_>>(), vec![20, 9, 5]);
-        assert!(dir.join("snapshot.30.tmp").exists(), "purge must not touch a snapshot being written");
+        assert!(
+            dir.join("snapshot.30.tmp").exists(),
+            "purge must not touch a snapshot being written"
+        );
         remove_temporary_files(&dir);
         assert!(!dir.join("snapshot.30.tmp").exists());
         fs::remove_dir_all(&dir).ok();

@@ -113,14 +113,20 @@ impl TxnLog {
         let options = Self::options();
         let cfs = [CF_TXNS, CF_META].map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
         match DB::open_cf_descriptors(&options, dir, cfs) {
-            Ok(db) => Ok(TxnLog { db, path: dir.to_path_buf() }),
+            Ok(db) => Ok(TxnLog {
+                db,
+                path: dir.to_path_buf(),
+            }),
             Err(source) if source.kind() == rocksdb::ErrorKind::Corruption => Err(LogError::Damaged {
                 path: dir.to_path_buf(),
                 wal_files: wal_files(dir),
                 intact_through: intact_through(dir).map_or("none".into(), |z| format!("{z:#x}")),
                 source,
             }),
-            Err(source) => Err(LogError::Db { path: dir.to_path_buf(), source }),
+            Err(source) => Err(LogError::Db {
+                path: dir.to_path_buf(),
+                source,
+            }),
         }
     }
 
@@ -175,10 +181,18 @@ impl TxnLog {
         let start = key(after.saturating_add(1));
         let mut read_options = rocksdb::ReadOptions::default();
         read_options.set_verify_checksums(true);
-        let iter = self.db.iterator_cf_opt(self.cf(CF_TXNS), read_options, IteratorMode::From(&start, Direction::Forward));
+        let iter = self.db.iterator_cf_opt(
+            self.cf(CF_TXNS),
+            read_options,
+            IteratorMode::From(&start, Direction::Forward),
+        );
         let mut last_read = after;
         for item in iter {
-            let (k, v) = item.map_err(|source| LogError::Unreadable { path: self.path.clone(), after_zxid: last_read, source })?;
+            let (k, v) = item.map_err(|source| LogError::Unreadable {
+                path: self.path.clone(),
+                after_zxid: last_read,
+                source,
+            })?;
             let zxid = zxid_of(&k);
             let txn = decode_txn(Bytes::copy_from_slice(&v))
                 .map_err(|e| LogError::Corrupt { path: self.path.clone(), zxid, reason: e.to_string() })?;
@@ -228,7 +242,10 @@ impl TxnLog {
         match iter.next() {
             None => Ok(None),
             Some(Ok((k, _))) => Ok(Some(zxid_of(&k))),
-            Some(Err(source)) => Err(LogError::Db { path: self.path.clone(), source }),
+            Some(Err(source)) => Err(LogError::Db {
+                path: self.path.clone(),
+                source,
+            }),
         }
     }
 

@@ -189,7 +189,10 @@ impl ServerStats {
 
     /// Resets to zero (`srst`).
     pub fn reset(&mut self) {
-        *self = ServerStats { fsync_threshold_exceed_count: self.fsync_threshold_exceed_count, ..ServerStats::default() };
+        *self = ServerStats {
+            fsync_threshold_exceed_count: self.fsync_threshold_exceed_count,
+            ..ServerStats::default()
+        };
     }
 }
 
