@@ -22,7 +22,9 @@ from kazoo.handlers.threading import KazooTimeoutError
 
 import signal
 
-from common import TARGET, alive, check, client, close, finish, start, stop, write_config
+from kazoo.client import KazooClient
+
+from common import PORT, TARGET, alive, check, client, close, finish, start, stop, write_config
 
 WORK = os.path.join(os.environ["ZK_WORKDIR"], "diskfull")
 MOUNT = os.path.join(WORK, "data")
@@ -155,6 +157,16 @@ def scenario(pid):
         check("another client still reads, and sees every acknowledged write",
               {p.rsplit("/", 1)[1] for p in acked} <= children, sorted(children)[:5])
         check("refused writes are not applied", not ({p.rsplit("/", 1)[1] for p in refused} & children))
+        # A new session is a logged txn too: it cannot be created while the disk refuses writes.
+        newcomer = KazooClient(hosts=f"127.0.0.1:{PORT}", timeout=10.0)
+        try:
+            newcomer.start(timeout=5)
+            session_refused = False
+        except KazooTimeoutError:
+            session_refused = True
+        finally:
+            close(newcomer)
+        check("no new session can be created while the disk is full", session_refused)
         log = server_log()
         lines = [l for l in log.splitlines() if REFUSED_LINE in l]
         check("one log line says why writes are refused", len(lines) == 1, lines)
@@ -185,6 +197,9 @@ def scenario(pid):
                 acked[f"/df/later-{i}"] = VALUE
         check("and keep succeeding", all(e is None for e in more), more)
         check("the log says writes are accepted again", "the transaction log accepts writes again" in server_log())
+        fresh = client()
+        check("new sessions are accepted again", fresh.connected)
+        close(fresh)
         children = set(reader.get_children("/df"))
         check("refused writes stay unapplied after recovery", not ({p.rsplit("/", 1)[1] for p in refused} & children),
               sorted({p.rsplit("/", 1)[1] for p in refused} & children))
