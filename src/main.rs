@@ -62,12 +62,48 @@ enum Command {
         #[arg(long)]
         extended_types: bool,
     },
+    /// Summarise a (stopped) ferrokeeper's transaction log: the zxids it holds and how far it was
+    /// purged, e.g. to check autopurge (ZooKeeper's zkTxnLogToolkit plays this part there).
+    LogSummary {
+        /// ferrokeeper's dataLogDir (the dataDir unless zoo.cfg sets dataLogDir).
+        #[arg(long)]
+        data_log_dir: PathBuf,
+    },
+}
+
+fn log_summary(data_log_dir: &std::path::Path) -> ExitCode {
+    use ferrokeeper::storage::txn_log::TxnLog;
+    use ferrokeeper::storage::Layout;
+    let layout = Layout::new(data_log_dir, data_log_dir);
+    if !layout.log_dir.is_dir() {
+        eprintln!("ferrokeeper: no transaction log in {}", layout.log_dir.display());
+        return ExitCode::FAILURE;
+    }
+    let summary = TxnLog::open(&layout.log_dir)
+        .and_then(|log| Ok((log.first_zxid()?, log.last_zxid()?, log.count()?, log.purged_through()?)));
+    match summary {
+        Ok((first, last, count, purged)) => {
+            let hex = |z: Option<i64>| z.map_or("none".to_string(), |z| format!("{z:#x}"));
+            println!(
+                "txns={count} first_zxid={} last_zxid={} purged_through={}",
+                hex(first),
+                hex(last),
+                hex(purged)
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ferrokeeper: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn migrate(command: Command) -> ExitCode {
     use ferrokeeper::storage::migrate::{export_zookeeper, import_zookeeper};
     use ferrokeeper::storage::Layout;
     let result = match command {
+        Command::LogSummary { data_log_dir } => return log_summary(&data_log_dir),
         Command::Import { from, from_log_dir, to, to_log_dir, extended_types } => {
             let layout = Layout::new(&to, to_log_dir.as_deref().unwrap_or(&to));
             import_zookeeper(&from, from_log_dir.as_deref().unwrap_or(&from), &layout, extended_types)

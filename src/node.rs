@@ -88,13 +88,15 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
     let started = std::time::Instant::now();
     let layout = Layout::new(&config.data_dir, &config.data_log_dir);
     layout.create_dirs()?;
-    let (log, restored) = tokio::task::spawn_blocking({
+    let (log, restored, snapshot_modified_secs) = tokio::task::spawn_blocking({
         let layout = layout.clone();
         let extended = config.extended_types_enabled;
         move || -> Result<_, crate::storage::StorageError> {
             let log = TxnLog::open(&layout.log_dir)?;
             let restored = restore(&layout, &log, extended)?;
-            Ok((log, restored))
+            crate::storage::snapshot::remove_temporary_files(&layout.snapshot_dir);
+            let snapshot_modified_secs = restored.snapshot_path.as_deref().and_then(modified_secs);
+            Ok((log, restored, snapshot_modified_secs))
         }
     })
     .await
@@ -130,10 +132,14 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
         purge_interval: (config.autopurge_purge_interval_hours > 0)
             .then(|| Duration::from_secs(u64::from(config.autopurge_purge_interval_hours) * 3600)),
         seed: now.wall_ms as u64 ^ u64::from(std::process::id()),
+        // As ZooKeeper does after loading, unless the newest snapshot already is the whole state.
+        snapshot_at_start: restored.snapshot_zxid != Some(restored.last_zxid),
+        fsync_warning_threshold_ms: config.fsync_warning_threshold_ms.min(i64::MAX as u64) as i64,
     };
     let mut admin = AdminState::new(config.clone());
     admin.started_mono_ms = now.mono_ms;
     admin.started_wall_ms = now.wall_ms;
+    admin.last_snapshot = restored.snapshot_zxid.zip(snapshot_modified_secs);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let limit = config.global_outstanding_limit.max(1) as usize;
     let (events_tx, events_rx) = mpsc::channel(limit);
@@ -153,8 +159,11 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
         .await
         .map_err(|(address, source)| NodeError::Bind { address, source })?;
     let listener_task = tokio::spawn(run_listener(listener, events_tx, conn_limits(&config), shutdown_rx));
+    // Listen for signals before announcing that the server serves: a SIGTERM sent by whoever
+    // waits for that line must stop the server cleanly, not kill it with the default action.
+    let signals = Signals::new();
     info!(address = %local, data_dir = %config.data_dir.display(), "ferrokeeper {} serving clients (standalone)", env!("CARGO_PKG_VERSION"));
-    wait_for_signal().await;
+    signals.wait().await;
     info!("shutting down");
     let _ = shutdown_tx.send(true);
     let _ = listener_task.await;
@@ -169,17 +178,38 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
     Ok(())
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
+/// A file's modification time in seconds since the epoch.
+fn modified_secs(path: &std::path::Path) -> Option<i64> {
+    let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok()?;
+    Some(modified.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs() as i64)
+}
+
+/// SIGTERM and SIGINT, registered as soon as this exists.
+struct Signals {
+    term: Option<tokio::signal::unix::Signal>,
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn new() -> Signals {
+        use tokio::signal::unix::{signal, SignalKind};
+        Signals {
+            term: signal(SignalKind::terminate()).ok(),
+            int: signal(SignalKind::interrupt()).ok(),
         }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
+    }
+
+    async fn wait(self) {
+        match (self.term, self.int) {
+            (Some(mut term), Some(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
     }
 }

@@ -244,8 +244,29 @@ def _():
     assert cmd("isro")["read_only"] is False
     assert cmd("configuration")["server_id"] == 0
     assert cmd("configuration")["client_port"] == int(PORT)
-    assert re.fullmatch(r"[0-9a-f]+", cmd("lsnp")["zxid"])
     assert "clientPort=%s" % PORT in cmd("icfg")["initial_configuration"]
+
+
+@check("last_snapshot names the newest snapshot file: zxid in hex, file mtime in seconds")
+def _():
+    # Both servers snapshot at start-up (ZooKeeperServer.loadData); ferrokeeper does it in the
+    # background, so wait for the file to be there.
+    data = os.path.join(os.environ["ZK_WORKDIR"], "data")
+    snaps_dir = os.path.join(data, "version-2") if TARGET == "zookeeper" else os.path.join(data, "ferrokeeper", "snapshots")
+    deadline = time.time() + 20
+    while True:
+        names = [n for n in os.listdir(snaps_dir) if n.startswith("snapshot.") and not n.endswith(".tmp")] \
+            if os.path.isdir(snaps_dir) else []
+        d = cmd("lsnp")
+        assert list(d) == ["zxid", "timestamp", "command", "error"], list(d)
+        assert isinstance(d["zxid"], str) and isinstance(d["timestamp"], int), d
+        if names:
+            newest = max(names, key=lambda n: int(n.split(".", 1)[1], 16))
+            mtime = int(os.path.getmtime(os.path.join(snaps_dir, newest)))
+            if d["zxid"] == newest.split(".", 1)[1] and abs(d["timestamp"] - mtime) <= 1:
+                return "%s, %d" % (newest, d["timestamp"])
+        assert time.time() < deadline, (d, names)
+        time.sleep(0.2)
 
 
 zk = KazooClient(hosts=CONNECT)
@@ -283,6 +304,23 @@ def _():
     assert by_path[root] == [session] and by_path[root + "/x"] == [session]
     summary = cmd("wchs")
     assert summary["num_paths"] >= 2 and summary["num_total_watches"] >= 2 and summary["num_connections"] >= 1
+
+
+@check("fsynctime counts the log syncs: it moves with writes")
+def _():
+    # Default provider: zk_cnt_fsynctime etc.; the Prometheus provider: zk_fsynctime_count etc.
+    prometheus = "zk_cnt_fsynctime" not in mntr()
+    cnt = lambda m: int(float(m["zk_fsynctime_count" if prometheus else "zk_cnt_fsynctime"]))
+    total = lambda m: float(m["zk_fsynctime_sum" if prometheus else "zk_sum_fsynctime"])
+    before = mntr()
+    for i in range(5):
+        zk.create(root + "/fsync%d" % i, b"z")
+    after = mntr()
+    assert cnt(after) >= cnt(before) + 1, (cnt(before), cnt(after))
+    assert total(after) >= total(before)
+    if not prometheus:
+        assert int(after["zk_max_fsynctime"]) >= int(after["zk_min_fsynctime"]) >= 0
+    return "%d -> %d syncs" % (cnt(before), cnt(after))
 
 
 @check("monitor has the mntr keys without zk_ and the same values")
@@ -383,6 +421,8 @@ if METRICS_PORT:
         assert after["znode_count"] == before["znode_count"] + 4
         assert after["readlatency_count"] >= before["readlatency_count"] + 10
         assert after["updatelatency_count"] >= before["updatelatency_count"] + 4
+        assert after["fsynctime_count"] > before["fsynctime_count"]
+        assert after['fsynctime{quantile="0.5",}'] == after['fsynctime{quantile="0.5",}']  # a number, not NaN
         assert after["packets_received"] > before["packets_received"]
         assert after["bytes_received_count"] > before["bytes_received_count"]
         assert after["approximate_data_size"] >= before["approximate_data_size"] + 400

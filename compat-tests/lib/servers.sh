@@ -10,6 +10,10 @@
 # (Debian package libservlet-api-java); the Jetty jars it names come from libjetty9-java.
 # Test credentials: the super user is super:test; extendedTypesEnabled is on; containers are
 # checked every second; tickTime is 500 ms so min session timeout is 1000 ms.
+# JVMFLAGS (e.g. -Dzookeeper.snapCount=10) reaches both servers, as zkServer.sh passes it to the JVM
+# and ferrokeeper reads it from the environment. COMPAT_ZK_MAIN picks ZooKeeper's main class: the
+# default ZooKeeperServerMain, or QuorumPeerMain (what zkServer.sh runs), which is the one that
+# starts the autopurge task.
 
 COMPAT_SUPER_DIGEST='super:D/InIHSb7yEEbrWz8b9l71RjZJU='
 
@@ -77,12 +81,13 @@ launch_server() { # <kind> <port> <workdir>: starts the server on an existing zo
     local kind=$1 port=$2 dir=$3 pid
     case "$kind" in
         zookeeper)
-            java -Xmx512m \
+            # shellcheck disable=SC2086 # JVMFLAGS is a list of flags
+            java -Xmx512m ${JVMFLAGS:-} \
                 -Dzookeeper.extendedTypesEnabled=true \
                 -Dznode.container.checkIntervalMs=${COMPAT_CONTAINER_CHECK_MS:-1000} \
                 -Dzookeeper.DigestAuthenticationProvider.superDigest="$COMPAT_SUPER_DIGEST" \
                 -cp "/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-simple.jar:/usr/share/java/servlet-api.jar" \
-                org.apache.zookeeper.server.ZooKeeperServerMain "$dir/zoo.cfg" >> "$dir/server.log" 2>&1 &
+                "${COMPAT_ZK_MAIN:-org.apache.zookeeper.server.ZooKeeperServerMain}" "$dir/zoo.cfg" >> "$dir/server.log" 2>&1 &
             pid=$!
             ;;
         ferrokeeper)

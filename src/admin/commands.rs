@@ -179,10 +179,11 @@ pub fn run(
             r.insert("read_only".into(), json!(false));
         }
         "last_snapshot" => {
-            // ZooKeeper snapshots at startup; with the tree in memory the "snapshot" is the empty
-            // tree the server started with.
-            r.insert("zxid".into(), json!("0"));
-            r.insert("timestamp".into(), json!(admin.started_wall_ms / 1000));
+            // Java's Long.toHexString: lower-case hex of the two's complement, so "no snapshot yet"
+            // (-1) reads ffffffffffffffff, as in ZooKeeper.
+            let (zxid, timestamp) = admin.last_snapshot.unwrap_or((-1, -1));
+            r.insert("zxid".into(), json!(format!("{:x}", zxid as u64)));
+            r.insert("timestamp".into(), json!(timestamp));
         }
         "leader" => error = Some("server is not initialized".to_string()),
         "monitor" => {
@@ -355,7 +356,7 @@ fn server_stats(r: &mut Map<String, Value>, core: &Core, admin: &AdminState, now
         json!({
             "packets_sent": st.packets_sent,
             "packets_received": st.packets_received,
-            "fsync_threshold_exceed_count": core.metrics.counter("fsync_threshold_exceed_count"),
+            "fsync_threshold_exceed_count": st.fsync_threshold_exceed_count,
             "client_response_stats": client_response.clone(),
             "data_dir_size": data_size,
             "log_dir_size": log_size,

@@ -24,14 +24,23 @@ pub struct AdminState {
     pub trace_mask: i64,
     /// Monotonic ms at start, for uptime.
     pub started_mono_ms: i64,
-    /// Wall-clock ms at start (`last_snapshot`: ZooKeeper snapshots at startup).
+    /// Wall-clock ms at start.
     pub started_wall_ms: i64,
+    /// The newest snapshot loaded or written: zxid and file modification time in seconds
+    /// (`last_snapshot`, ZooKeeper's `FileSnap.lastSnapshotInfo`).
+    pub last_snapshot: Option<(i64, i64)>,
 }
 
 impl AdminState {
     /// Admin state for a server configured by `config`.
     pub fn new(config: Config) -> AdminState {
-        AdminState { config, trace_mask: 306, started_mono_ms: 0, started_wall_ms: 0 }
+        AdminState {
+            config,
+            trace_mask: 306,
+            started_mono_ms: 0,
+            started_wall_ms: 0,
+            last_snapshot: None,
+        }
     }
 
     /// Whether ZooKeeper's Prometheus provider is configured: it changes `mntr`'s spelling.

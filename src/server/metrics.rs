@@ -2,7 +2,8 @@
 //! pipeline and read by `mntr` (and, later, the Prometheus endpoint).
 //!
 //! Summaries keep count, sum, min and max, plus a bounded window of recent samples for the
-//! percentiles of the "advanced" ones (ZooKeeper's `AvgMinMaxPercentileCounter`).
+//! percentiles (`mntr` prints them for the "advanced" ones, ZooKeeper's
+//! `AvgMinMaxPercentileCounter`; Prometheus exports a median for every summary).
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -45,12 +46,12 @@ impl Summary {
         }
         self.count += 1;
         self.sum = self.sum.saturating_add(value);
-        if self.percentiles {
-            if self.window.len() == PERCENTILE_WINDOW {
-                self.window.pop_front();
-            }
-            self.window.push_back(value);
+        // Every summary keeps the window: `mntr` prints percentiles only for the advanced ones,
+        // but the Prometheus provider exports a 0.5 quantile for all of them.
+        if self.window.len() == PERCENTILE_WINDOW {
+            self.window.pop_front();
         }
+        self.window.push_back(value);
     }
 
     /// Mean, 0.0 when empty.

@@ -142,6 +142,11 @@ pub struct Persistence {
     pub purge_interval: Option<Duration>,
     /// Seed for the snapshot jitter.
     pub seed: u64,
+    /// Take a snapshot as soon as the server runs, as ZooKeeper does after loading its data
+    /// (`ZooKeeperServer.loadData`); false when the newest snapshot already holds the whole state.
+    pub snapshot_at_start: bool,
+    /// `fsync.warningthresholdms`: a slower log sync is logged and counted.
+    pub fsync_warning_threshold_ms: i64,
 }
 
 /// Nodes written per snapshot step between events.
@@ -194,10 +199,22 @@ pub async fn run_core(
     container_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let purge_every = persistence.as_ref().and_then(|p| p.purge_interval).unwrap_or(Duration::from_secs(3600));
     let purging = persistence.as_ref().is_some_and(|p| p.purge_interval.is_some());
-    let mut purge_timer = tokio::time::interval(purge_every);
+    // Like ZooKeeper's DatadirCleanupManager (timer delay 0), the first purge runs at start-up,
+    // here before anything else, so it never races the start-up snapshot; then every interval.
+    if let (true, Some(p)) = (purging, &persistence) {
+        purge(p).await;
+    }
+    let mut purge_timer = tokio::time::interval_at(tokio::time::Instant::now() + purge_every, purge_every);
     let mut durability = persistence.as_ref().map(|p| p.writer.durability());
     let mut rng = persistence.as_ref().map_or(1, |p| p.seed | 1);
-    let mut snapshot_at = persistence.as_ref().map_or(u64::MAX, |p| snapshot_threshold(p.snap_count, &mut rng));
+    let mut snapshot_at = persistence.as_ref().map_or(u64::MAX, |p| {
+        if p.snapshot_at_start {
+            0
+        } else {
+            snapshot_threshold(p.snap_count, &mut rng)
+        }
+    });
+    let mut syncs_seen = 0u64;
     let mut snapshot_job: Option<SnapshotJob> = None;
     let outstanding_limit = outstanding_limit.max(1);
     loop {
@@ -215,9 +232,18 @@ pub async fn run_core(
                 }
             }
             Some(d) = durability_changed(&mut durability) => {
+                let threshold_ms = persistence.as_ref().map_or(i64::MAX, |p| p.fsync_warning_threshold_ms);
+                for sync_ms in d.syncs_since(syncs_seen) {
+                    core.metrics.observe("fsynctime", sync_ms);
+                    if sync_ms > threshold_ms {
+                        core.stats.fsync_threshold_exceed_count += 1;
+                        warn!("syncing the transaction log took {sync_ms} ms, above fsync.warningthresholdms ({threshold_ms} ms): write latency suffers");
+                    }
+                }
+                syncs_seen = d.syncs;
                 core.persisted_through(d.durable_zxid, clock.now());
                 if d.failures > core.log_generation() {
-                    warn!(error = d.last_error.as_deref().unwrap_or(""), "refusing the writes the log could not persist");
+                    // The log writer has logged the cause (once per episode); refuse quietly here.
                     core.persist_failed(d.failures, clock.now());
                 }
             }
@@ -225,11 +251,7 @@ pub async fn run_core(
             _ = container_timer.tick() => core.check_containers(clock.now()),
             _ = purge_timer.tick(), if purging => {
                 if let Some(p) = &persistence {
-                    let dir = p.snapshot_dir.clone();
-                    let retain = p.snap_retain_count;
-                    if let Ok(Some(oldest_kept)) = tokio::task::spawn_blocking(move || snapshot::purge(&dir, retain)).await {
-                        p.writer.purge_through(oldest_kept);
-                    }
+                    purge(p).await;
                 }
             }
             // A snapshot in progress advances between events.
@@ -256,8 +278,15 @@ pub async fn run_core(
             if let Some(job) = &mut snapshot_job {
                 match job.step(&core.tree, SNAPSHOT_STEP_NODES) {
                     SnapshotProgress::Running => {}
-                    SnapshotProgress::Finished { zxid, nodes, path, elapsed } => {
+                    SnapshotProgress::Finished {
+                        zxid,
+                        nodes,
+                        path,
+                        elapsed,
+                        modified_secs,
+                    } => {
                         core.metrics.observe("snapshottime", elapsed.as_millis() as i64);
+                        admin.last_snapshot = Some((zxid, modified_secs));
                         info!(zxid = format_args!("{zxid:#x}"), nodes, file = %path.display(), elapsed_ms = elapsed.as_millis() as u64, "snapshot written");
                         snapshot_job = None;
                     }
@@ -278,6 +307,24 @@ pub async fn run_core(
         }
     }
     persistence
+}
+
+/// autopurge: keeps the newest `snapRetainCount` snapshots and drops the log before the oldest kept.
+async fn purge(p: &Persistence) {
+    let dir = p.snapshot_dir.clone();
+    let retain = p.snap_retain_count;
+    match tokio::task::spawn_blocking(move || snapshot::purge(&dir, retain)).await {
+        Ok(Some(oldest_kept)) => {
+            info!(
+                retained = retain,
+                oldest_kept = format_args!("{oldest_kept:#x}"),
+                "purged snapshots and the log before the oldest kept"
+            );
+            p.writer.purge_through(oldest_kept);
+        }
+        Ok(None) => {}
+        Err(e) => warn!("the purge task failed: {e}"),
+    }
 }
 
 fn handle_event(

@@ -5,11 +5,10 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::storage::snapshot::{SnapshotEncoder, SnapshotWriter};
 use crate::storage::txn_log::TxnLog;
 use crate::storage::zk_format::{self, LoadOptions, ZkFormatError};
 use crate::storage::{restore, Layout, StorageError};
-use crate::tree::{DataTree, SnapshotCursor};
+use crate::tree::DataTree;
 
 /// Why a migration failed.
 #[derive(Debug, thiserror::Error)]
@@ -50,19 +49,7 @@ pub struct MigrationSummary {
 
 /// Writes a ferrokeeper snapshot of `tree` at `zxid` into `dir`.
 fn write_snapshot(dir: &Path, tree: &DataTree, sessions: &[(i64, i32)], zxid: i64) -> Result<PathBuf, StorageError> {
-    let mut encoder = SnapshotEncoder::new(zxid, sessions);
-    encoder.node_count_hint(tree.node_count());
-    let mut writer = SnapshotWriter::create(dir, zxid)?;
-    let mut cursor = SnapshotCursor::default();
-    loop {
-        let done = cursor.step(tree, 65_536, |p, d, a, s| encoder.node(p, d, a, s));
-        writer.write(&encoder.take())?;
-        if done {
-            break;
-        }
-    }
-    writer.write(&encoder.finish())?;
-    Ok(writer.commit()?)
+    Ok(crate::storage::snapshot::write(dir, tree, sessions, zxid)?)
 }
 
 /// Imports ZooKeeper's `data_dir`/`data_log_dir` into an empty ferrokeeper `layout`.

@@ -22,7 +22,7 @@ use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::proto::txn::{Txn, TxnBody};
 use crate::tree::DataTree;
@@ -98,6 +98,8 @@ pub struct Restored {
     pub last_zxid: i64,
     /// Zxid of the snapshot used, if any.
     pub snapshot_zxid: Option<i64>,
+    /// The snapshot file used, if any.
+    pub snapshot_path: Option<PathBuf>,
     /// Txns replayed from the log.
     pub txns_replayed: u64,
     /// When the server was last known alive (wall ms), to expire sessions that timed out while
@@ -106,39 +108,67 @@ pub struct Restored {
 }
 
 /// Loads the newest valid snapshot and replays the log after it. An invalid newest snapshot falls
-/// back to an older one (logged); a log that cannot reach the snapshot, or a corrupt log entry,
-/// stops the start with a message naming the file and zxid.
+/// back to an older one (logged) when the log still holds every txn since that older one and
+/// reaches at least as far as the invalid one did; otherwise, or when a log entry is corrupt or
+/// missing, the start stops with a message naming the file and the zxid, never a partial tree.
 pub fn restore(layout: &Layout, log: &TxnLog, extended_types_enabled: bool) -> Result<Restored, StorageError> {
+    let snapshots = snapshot::list(&layout.snapshot_dir);
     let mut loaded = None;
-    for (zxid, path) in snapshot::list(&layout.snapshot_dir) {
-        match snapshot::load(&path, extended_types_enabled) {
+    // The newest snapshot file that could not be used, with why: the log must make up for it.
+    let mut newest_invalid: Option<(i64, SnapshotError)> = None;
+    for (zxid, path) in &snapshots {
+        match snapshot::load(path, extended_types_enabled) {
             Ok(s) => {
                 info!(snapshot = %path.display(), zxid = format_args!("{zxid:#x}"), nodes = s.tree.node_count(), "loaded snapshot");
-                loaded = Some(s);
+                loaded = Some((s, path.clone()));
                 break;
             }
-            Err(e) => warn!("skipping snapshot: {e}"),
+            Err(e) => {
+                warn!("skipping snapshot: {e}");
+                if newest_invalid.is_none() {
+                    newest_invalid = Some((*zxid, e));
+                }
+            }
         }
     }
-    let (mut tree, mut sessions, snapshot_zxid) = match loaded {
-        Some(s) => (s.tree, s.sessions, Some(s.zxid)),
-        None => (DataTree::new(extended_types_enabled), Vec::new(), None),
+    let (mut tree, mut sessions, snapshot_zxid, snapshot_path) = match loaded {
+        Some((s, path)) => (s.tree, s.sessions, Some(s.zxid), Some(path)),
+        None => (DataTree::new(extended_types_enabled), Vec::new(), None, None),
     };
     let start = snapshot_zxid.unwrap_or(0);
+    let base = || match snapshot_zxid {
+        Some(z) => format!("the newest usable snapshot ends at {z:#x}"),
+        None => "there is no usable snapshot".to_string(),
+    };
+    let gap = |reason: String| StorageError::Gap {
+        path: log.path().to_path_buf(),
+        reason,
+    };
+    if let Some(purged) = log.purged_through()? {
+        if purged > start {
+            let invalid = newest_invalid
+                .as_ref()
+                .map_or(String::new(), |(_, e)| format!(" ({e})"));
+            return Err(gap(format!(
+                "txns up to {purged:#x} were purged, but {}{invalid}",
+                base()
+            )));
+        }
+    }
     let mut replayed = 0u64;
     let mut last_zxid = start;
-    let mut gap = None;
+    let mut broken = None;
     let mut triggers = Vec::new();
     log.read_after(start, |txn| {
         let zxid = txn.header.zxid;
         // Within an epoch, txns are consecutive; a new epoch restarts its counter at 1.
         let follows = zxid == last_zxid + 1 || ((zxid >> 32) > (last_zxid >> 32) && (zxid & 0xffff_ffff) == 1);
-        if replayed == 0 && snapshot_zxid.is_some() && !follows && zxid > start + 1 {
-            gap = Some(format!("the log starts at {zxid:#x} but the newest snapshot ends at {start:#x}"));
+        if replayed == 0 && !follows {
+            broken = Some(format!("the log continues at {zxid:#x} but {} ({start:#x})", base()));
             return false;
         }
-        if replayed > 0 && !follows {
-            gap = Some(format!("txn {zxid:#x} does not follow {last_zxid:#x}"));
+        if !follows {
+            broken = Some(format!("txn {zxid:#x} does not follow {last_zxid:#x}"));
             return false;
         }
         match &txn.body {
@@ -152,14 +182,34 @@ pub fn restore(layout: &Layout, log: &TxnLog, extended_types_enabled: bool) -> R
         replayed += 1;
         true
     })?;
-    if let Some(reason) = gap {
-        return Err(StorageError::Gap { path: log.path().to_path_buf(), reason });
+    if let Some(reason) = broken {
+        return Err(gap(reason));
+    }
+    if let Some((zxid, e)) = newest_invalid {
+        if last_zxid < zxid {
+            return Err(gap(format!(
+                "{e}; {} and the log after it reaches only {last_zxid:#x}, short of that snapshot's {zxid:#x}",
+                base()
+            )));
+        }
+        warn!("restored from an older snapshot and the log instead (through {last_zxid:#x})");
     }
     sessions.sort_unstable();
     sessions.dedup_by_key(|s| s.0);
     let last_alive_ms = log.meta(LAST_ALIVE_KEY)?;
-    Ok(Restored { tree, sessions, last_zxid, snapshot_zxid, txns_replayed: replayed, last_alive_ms })
+    Ok(Restored {
+        tree,
+        sessions,
+        last_zxid,
+        snapshot_zxid,
+        snapshot_path,
+        txns_replayed: replayed,
+        last_alive_ms,
+    })
 }
+
+/// How many recent sync durations `Durability` carries for the metrics.
+pub const RECENT_SYNCS_MAX: usize = 256;
 
 /// What the log writer has made durable.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -171,6 +221,22 @@ pub struct Durability {
     pub failures: u64,
     /// The last failure, for logs and operators.
     pub last_error: Option<String>,
+    /// Synced batches so far (ZooKeeper's `fsynctime` samples); with `forceSync=no` none.
+    pub syncs: u64,
+    /// How long the most recent synced batches took (write + sync, ms), oldest first, at most
+    /// `RECENT_SYNCS_MAX`: the reader takes the last `syncs - syncs_it_has_seen` of them.
+    pub recent_sync_ms: std::collections::VecDeque<i64>,
+}
+
+impl Durability {
+    /// The sync durations recorded after the first `seen` syncs (as many as are still kept).
+    pub fn syncs_since(&self, seen: u64) -> impl Iterator<Item = i64> + '_ {
+        let new = self.syncs.saturating_sub(seen).min(self.recent_sync_ms.len() as u64) as usize;
+        self.recent_sync_ms
+            .iter()
+            .skip(self.recent_sync_ms.len() - new)
+            .copied()
+    }
 }
 
 enum LogCommand {
@@ -182,7 +248,7 @@ enum LogCommand {
 pub struct LogWriter {
     tx: mpsc::Sender<LogCommand>,
     durability: watch::Receiver<Durability>,
-    thread: Option<thread::JoinHandle<TxnLog>>,
+    thread: Option<thread::JoinHandle<Option<TxnLog>>>,
 }
 
 impl LogWriter {
@@ -214,16 +280,66 @@ impl LogWriter {
         self.durability.clone()
     }
 
-    /// Stops the thread after it has written what was queued; returns the log.
+    /// Stops the thread after it has written what was queued; returns the log (none if the disk
+    /// failed and the log could not be reopened since).
     pub fn stop(mut self) -> Option<TxnLog> {
         let thread = self.thread.take();
         drop(self);
-        thread.and_then(|t| t.join().ok())
+        thread.and_then(|t| t.join().ok()).flatten()
     }
 }
 
 fn now_wall_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Least time between two attempts to reopen a log RocksDB has stopped writing to.
+const REOPEN_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The log as the writer thread holds it, and how it recovers from a failed write.
+///
+/// After a failed batch (disk full, IO error) RocksDB may have stopped accepting writes (its
+/// "background error" state, left only by `DB::Resume`, which the C API does not offer) and part of
+/// the batch may be in its WAL. Nothing more is appended until the log is `repair`ed: the failed
+/// batch's txns are removed (`truncate_after` the durable zxid), reopening RocksDB first if it
+/// refuses that, at most once per `REOPEN_INTERVAL`. Their zxids are reused by the next writes, so
+/// a refused txn must never come back on replay.
+struct WriterLog {
+    log: Option<TxnLog>,
+    path: PathBuf,
+    damaged: bool,
+    last_reopen: Option<std::time::Instant>,
+}
+
+impl WriterLog {
+    /// Makes the log writable again after a failure; an error means it still is not.
+    fn repair(&mut self, durable_zxid: i64) -> Result<(), String> {
+        if !self.damaged {
+            return Ok(());
+        }
+        if let Some(log) = &self.log {
+            if log.truncate_after(durable_zxid).is_ok() {
+                self.damaged = false;
+                return Ok(());
+            }
+        }
+        if self.last_reopen.is_some_and(|t| t.elapsed() < REOPEN_INTERVAL) {
+            return Err("the transaction log has not recovered from the last write error yet".into());
+        }
+        self.last_reopen = Some(std::time::Instant::now());
+        // Close RocksDB before opening it again (it holds a lock on the directory).
+        drop(self.log.take());
+        let log = TxnLog::open(&self.path).map_err(|e| e.to_string())?;
+        let truncated = log.truncate_after(durable_zxid).map_err(|e| e.to_string());
+        self.log = Some(log);
+        truncated?;
+        info!(
+            durable_zxid = format_args!("{durable_zxid:#x}"),
+            "reopened the transaction log after a write error"
+        );
+        self.damaged = false;
+        Ok(())
+    }
 }
 
 fn writer_loop(
@@ -232,13 +348,28 @@ fn writer_loop(
     durability: watch::Sender<Durability>,
     force_sync: bool,
     max_batch_txns: usize,
-) -> TxnLog {
+) -> Option<TxnLog> {
     let mut generation = 0u64;
     let mut durable_zxid = durability.borrow().durable_zxid;
     let mut pending: Vec<Txn> = Vec::new();
     let mut last_alive_written = 0i64;
+    let mut log = WriterLog {
+        path: log.path().to_path_buf(),
+        log: Some(log),
+        damaged: false,
+        last_reopen: None,
+    };
+    // Batches refused since the log last accepted one: the first is logged as an error, the rest
+    // only counted, so a full disk gives one clear line rather than one per write.
+    let mut refused_batches = 0u64;
     loop {
-        let first = match rx.recv_timeout(Duration::from_secs(1)) {
+        // While the log is damaged, wake up often enough to notice the disk accepting writes.
+        let wait = if log.damaged {
+            REOPEN_INTERVAL
+        } else {
+            Duration::from_secs(1)
+        };
+        let first = match rx.recv_timeout(wait) {
             Ok(command) => Some(command),
             Err(mpsc::RecvTimeoutError::Timeout) => None,
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
@@ -264,44 +395,88 @@ fn writer_loop(
                 LogCommand::PurgeThrough(zxid) => purge = Some(zxid),
             }
         }
+        let pending_was_empty = pending.is_empty();
         if !pending.is_empty() {
+            let first_zxid = pending[0].header.zxid;
             let last = pending.last().map_or(durable_zxid, |t| t.header.zxid);
-            match log.append(&pending, force_sync) {
+            // fsynctime: the append alone (write + sync), not a repair before it.
+            let mut sync_ms = 0;
+            let written = log.repair(durable_zxid).and_then(|()| match &log.log {
+                Some(l) => {
+                    let started = std::time::Instant::now();
+                    let appended = l.append(&pending, force_sync).map_err(|e| e.to_string());
+                    sync_ms = started.elapsed().as_millis() as i64;
+                    appended
+                }
+                None => Err("the transaction log is closed after a write error".into()),
+            });
+            match written {
                 Ok(()) => {
                     durable_zxid = last;
-                    durability.send_modify(|d| d.durable_zxid = last);
-                }
-                Err(e) => {
-                    error!("refusing writes: could not persist txns {:#x}..={last:#x}: {e}", pending[0].header.zxid);
-                    generation += 1;
-                    // Whatever part of the batch may have reached the disk is not acknowledged:
-                    // remove it so the zxids can be reused.
-                    if let Err(e) = log.truncate_after(durable_zxid) {
-                        error!("could not drop the failed batch from the log: {e}");
+                    if refused_batches > 0 {
+                        info!(refused_batches, "the transaction log accepts writes again");
+                        refused_batches = 0;
                     }
                     durability.send_modify(|d| {
+                        d.durable_zxid = last;
+                        if force_sync {
+                            d.syncs += 1;
+                            if d.recent_sync_ms.len() == RECENT_SYNCS_MAX {
+                                d.recent_sync_ms.pop_front();
+                            }
+                            d.recent_sync_ms.push_back(sync_ms);
+                        }
+                    });
+                }
+                Err(e) => {
+                    if refused_batches == 0 {
+                        error!(
+                            "refusing writes until the transaction log accepts them again: could not persist txns {first_zxid:#x}..={last:#x}: {e}"
+                        );
+                    } else {
+                        debug!("still refusing writes: txns {first_zxid:#x}..={last:#x}: {e}");
+                    }
+                    refused_batches += 1;
+                    generation += 1;
+                    // Whatever part of the batch may have reached the disk is not acknowledged:
+                    // remove it (now, or before the next append) so the zxids can be reused.
+                    log.damaged = true;
+                    let _ = log.repair(durable_zxid);
+                    durability.send_modify(|d| {
                         d.failures = generation;
-                        d.last_error = Some(e.to_string());
+                        d.last_error = Some(e);
                     });
                 }
             }
             pending.clear();
         }
-        if let Some(zxid) = purge {
-            if let Err(e) = log.purge_through(zxid.min(durable_zxid)) {
+        if pending_was_empty && log.damaged {
+            // Idle after a failure: try to recover now, so the next write finds the log ready.
+            let _ = log.repair(durable_zxid);
+        }
+        if let (Some(zxid), false, Some(l)) = (purge, log.damaged, &log.log) {
+            if let Err(e) = l.purge_through(zxid.min(durable_zxid)) {
                 warn!("could not purge the log through {zxid:#x}: {e}");
             }
         }
         let now = now_wall_ms();
-        if now - last_alive_written >= 1000 {
+        if now - last_alive_written >= 1000 && !log.damaged {
             // Not synced: it only bounds how long sessions may have lived while the server was down.
-            if log.set_meta_unsynced(LAST_ALIVE_KEY, now).is_ok() {
+            if log
+                .log
+                .as_ref()
+                .is_some_and(|l| l.set_meta_unsynced(LAST_ALIVE_KEY, now).is_ok())
+            {
                 last_alive_written = now;
             }
         }
     }
-    let _ = log.set_meta_unsynced(LAST_ALIVE_KEY, now_wall_ms());
-    log
+    if let Some(l) = &log.log {
+        if !log.damaged {
+            let _ = l.set_meta_unsynced(LAST_ALIVE_KEY, now_wall_ms());
+        }
+    }
+    log.log
 }
 
 /// A snapshot being written: the core task feeds it nodes between events (`step`), a writer thread
@@ -312,7 +487,7 @@ pub struct SnapshotJob {
     encoder: snapshot::SnapshotEncoder,
     chunks: mpsc::SyncSender<Option<bytes::Bytes>>,
     held: Option<bytes::Bytes>,
-    writer: Option<thread::JoinHandle<Result<PathBuf, SnapshotError>>>,
+    writer: Option<thread::JoinHandle<Result<(PathBuf, i64), SnapshotError>>>,
     done: bool,
     counted: bool,
     committing: bool,
@@ -334,6 +509,8 @@ pub enum SnapshotProgress {
         path: PathBuf,
         /// How long it took.
         elapsed: Duration,
+        /// The file's modification time (seconds since the epoch).
+        modified_secs: i64,
     },
     /// The snapshot failed; the log still holds everything.
     Failed(String),
@@ -355,7 +532,16 @@ impl SnapshotJob {
                                 return Err(e);
                             }
                         }
-                        None => return file.commit(),
+                        None => {
+                            let path = file.commit()?;
+                            // ZooKeeper reports the file's modification time (last_snapshot).
+                            let modified_secs = std::fs::metadata(&path)
+                                .and_then(|m| m.modified())
+                                .ok()
+                                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                                .map_or(-1, |d| d.as_secs() as i64);
+                            return Ok((path, modified_secs));
+                        }
                     }
                 }
                 file.abort();
@@ -424,11 +610,12 @@ impl SnapshotJob {
 
     fn join(&mut self) -> SnapshotProgress {
         match self.writer.take().map(|w| w.join()) {
-            Some(Ok(Ok(path))) => SnapshotProgress::Finished {
+            Some(Ok(Ok((path, modified_secs)))) => SnapshotProgress::Finished {
                 zxid: self.zxid,
                 nodes: self.cursor.visited(),
                 path,
                 elapsed: self.started.elapsed(),
+                modified_secs,
             },
             Some(Ok(Err(e))) => SnapshotProgress::Failed(e.to_string()),
             _ => SnapshotProgress::Failed("snapshot writer thread died".into()),
@@ -474,6 +661,11 @@ mod tests {
                 durability.changed().await.unwrap();
             }
         });
+        // Each synced batch reports how long it took (fsynctime).
+        let d = durability.borrow().clone();
+        assert!(d.syncs >= 1 && d.syncs <= 2, "{d:?}");
+        assert_eq!(d.syncs_since(0).count() as u64, d.syncs);
+        assert_eq!(d.syncs_since(d.syncs).count(), 0);
         let log = writer.stop().unwrap();
         let restored = restore(&layout, &log, false).unwrap();
         assert_eq!(restored.last_zxid, 2);
@@ -482,6 +674,23 @@ mod tests {
         assert!(restored.last_alive_ms.is_some());
         drop(log);
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn syncs_since_returns_only_the_unseen_durations() {
+        let mut d = Durability::default();
+        for ms in 0..(RECENT_SYNCS_MAX as i64 + 10) {
+            d.syncs += 1;
+            if d.recent_sync_ms.len() == RECENT_SYNCS_MAX {
+                d.recent_sync_ms.pop_front();
+            }
+            d.recent_sync_ms.push_back(ms);
+        }
+        let last = RECENT_SYNCS_MAX as i64 + 9;
+        assert_eq!(d.syncs_since(d.syncs - 2).collect::<Vec<_>>(), vec![last - 1, last]);
+        // A reader that fell further behind than the window gets what is kept.
+        assert_eq!(d.syncs_since(0).count(), RECENT_SYNCS_MAX);
+        assert_eq!(d.syncs_since(0).next(), Some(10));
     }
 
     #[test]

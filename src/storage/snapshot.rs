@@ -190,6 +190,24 @@ impl SnapshotWriter {
     }
 }
 
+/// Writes a whole snapshot of `tree` at `zxid` into `dir` in one go (import, tools and tests; the
+/// server writes its snapshots in steps with `SnapshotEncoder` while it keeps serving).
+pub fn write(dir: &Path, tree: &DataTree, sessions: &[(i64, i32)], zxid: i64) -> Result<PathBuf, SnapshotError> {
+    let mut encoder = SnapshotEncoder::new(zxid, sessions);
+    encoder.node_count_hint(tree.node_count());
+    let mut writer = SnapshotWriter::create(dir, zxid)?;
+    let mut cursor = crate::tree::SnapshotCursor::default();
+    loop {
+        let done = cursor.step(tree, 65_536, |p, d, a, s| encoder.node(p, d, a, s));
+        writer.write(&encoder.take())?;
+        if done {
+            break;
+        }
+    }
+    writer.write(&encoder.finish())?;
+    writer.commit()
+}
+
 /// A snapshot read back.
 #[derive(Debug)]
 pub struct LoadedSnapshot {
@@ -363,9 +381,20 @@ fn load_in_chunks(path: &Path, extended_types_enabled: bool, chunk_bytes: usize)
     Err(invalid(problem))
 }
 
-/// Deletes all but the newest `retain` snapshots (and stray temporary files). Returns the zxid of
-/// the oldest snapshot kept, below which the log is no longer needed.
+/// Deletes all but the newest `retain` snapshots (at least one is always kept). Returns the zxid
+/// of the oldest snapshot kept, below which the log is no longer needed. Temporary files are left
+/// alone: one may be a snapshot being written right now (`remove_temporary_files` clears the
+/// leftovers of a crash at start-up).
 pub fn purge(dir: &Path, retain: usize) -> Option<i64> {
+    let snapshots = list(dir);
+    for (_, path) in snapshots.iter().skip(retain.max(1)) {
+        let _ = fs::remove_file(path);
+    }
+    snapshots.iter().take(retain.max(1)).next_back().map(|(zxid, _)| *zxid)
+}
+
+/// Removes `*.tmp` files: snapshots a crash interrupted. Only before snapshots are taken.
+pub fn remove_temporary_files(dir: &Path) {
     if let Ok(entries) = fs::read_dir(dir) {
         for entry in entries.filter_map(Result::ok) {
             if entry.file_name().to_string_lossy().ends_with(".tmp") {
@@ -373,11 +402,6 @@ pub fn purge(dir: &Path, retain: usize) -> Option<i64> {
             }
         }
     }
-    let snapshots = list(dir);
-    for (_, path) in snapshots.iter().skip(retain.max(1)) {
-        let _ = fs::remove_file(path);
-    }
-    snapshots.iter().take(retain.max(1)).next_back().map(|(zxid, _)| *zxid)
 }
 
 #[cfg(test)]
@@ -470,6 +494,12 @@ mod tests {
         fs::write(dir.join("snapshot.30.tmp"), b"x").unwrap();
         assert_eq!(purge(&dir, 3), Some(5));
         assert_eq!(list(&dir).iter().map(|s| s.0).collect::<Vec<_>>(), vec![20, 9, 5]);
+        assert!(
+            dir.join("snapshot.30.tmp").exists(),
+            "purge must not touch a snapshot being written"
+        );
+        remove_temporary_files(&dir);
+        assert!(!dir.join("snapshot.30.tmp").exists());
         fs::remove_dir_all(&dir).ok();
     }
 }

@@ -9,6 +9,14 @@
 //! RocksDB's own WAL is the durable record of each batch; a torn WAL tail (a batch that was never
 //! acknowledged) is dropped on open, as ZooKeeper drops a torn log tail, while corruption anywhere
 //! else fails the open with RocksDB's message.
+//!
+//! Integrity: the values carry no checksum of their own, because RocksDB already checksums every
+//! byte on disk: each WAL record has a CRC32C (checked on recovery), each SST block has a checksum
+//! (checked on every read: `verify_checksums`, and `paranoid_checks` makes a mismatch an error
+//! instead of a skipped block). What decodes wrong despite that (a bug, not the disk) is reported as
+//! `LogError::Corrupt` with the zxid. A read that hits a bad block stops with
+//! `LogError::Unreadable`, naming the last zxid read before it and RocksDB's message (which names
+//! the SST file), never with a silently shorter log.
 
 use std::path::{Path, PathBuf};
 
@@ -20,6 +28,9 @@ use crate::proto::txn::{Txn, TxnBody, TxnHeader};
 
 const CF_TXNS: &str = "txns";
 const CF_META: &str = "meta";
+/// Meta key: every txn at or below this zxid was purged (after a snapshot made it unnecessary), so
+/// a restart needs a snapshot at least this new.
+const PURGED_THROUGH_KEY: &str = "purgedThroughZxid";
 
 /// Why the log could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +40,33 @@ pub enum LogError {
     Db {
         /// The log directory.
         path: PathBuf,
+        /// RocksDB's error.
+        source: rocksdb::Error,
+    },
+    /// Reading the log failed part-way (RocksDB found a damaged block): the log cannot be trusted
+    /// past `after_zxid`.
+    #[error("transaction log {path}: cannot read the entries after zxid {after_zxid:#x}: {source}")]
+    Unreadable {
+        /// The log directory.
+        path: PathBuf,
+        /// The last zxid read intact (the start point when none was read).
+        after_zxid: i64,
+        /// RocksDB's error, naming the damaged file.
+        source: rocksdb::Error,
+    },
+    /// RocksDB found damage before the end of its write-ahead log (or in its own files) when
+    /// opening: a torn tail would have been dropped, so this is corruption inside the log.
+    #[error(
+        "transaction log {path} is damaged and will not be replayed in part: {source} \
+         (write-ahead log files: {wal_files}; readable through zxid {intact_through})"
+    )]
+    Damaged {
+        /// The log directory.
+        path: PathBuf,
+        /// The WAL files in it, where RocksDB reads the damage from.
+        wal_files: String,
+        /// The last zxid readable before the damage (`none` when not even that could be read).
+        intact_through: String,
         /// RocksDB's error.
         source: rocksdb::Error,
     },
@@ -75,14 +113,7 @@ const TXNS_MEMTABLE_BYTES: usize = 8 << 20;
 impl TxnLog {
     /// Opens (creating if needed) the log in `dir`.
     pub fn open(dir: &Path) -> Result<TxnLog, LogError> {
-        let mut options = Options::default();
-        options.create_if_missing(true);
-        options.create_missing_column_families(true);
-        // A batch whose WAL record is incomplete was never acknowledged: drop it, as ZooKeeper
-        // drops a torn log tail. Corruption before the tail still fails the open.
-        options.set_wal_recovery_mode(DBRecoveryMode::TolerateCorruptedTailRecords);
-        options.set_max_open_files(256);
-        options.set_keep_log_file_num(4);
+        let options = Self::options();
         // Memtables hold txns until they are flushed to SST files; RocksDB's default (two of 64 MiB)
         // was a fifth of the server's memory with 1,000,000 znodes. The log is read back only at
         // start-up and by followers catching up, so small memtables cost nothing that matters.
@@ -93,9 +124,36 @@ impl TxnLog {
             ColumnFamilyDescriptor::new(CF_TXNS, txns_options),
             ColumnFamilyDescriptor::new(CF_META, Options::default()),
         ];
-        let db = DB::open_cf_descriptors(&options, dir, cfs)
-            .map_err(|source| LogError::Db { path: dir.to_path_buf(), source })?;
-        Ok(TxnLog { db, path: dir.to_path_buf() })
+        match DB::open_cf_descriptors(&options, dir, cfs) {
+            Ok(db) => Ok(TxnLog {
+                db,
+                path: dir.to_path_buf(),
+            }),
+            Err(source) if source.kind() == rocksdb::ErrorKind::Corruption => Err(LogError::Damaged {
+                path: dir.to_path_buf(),
+                wal_files: wal_files(dir),
+                intact_through: intact_through(dir).map_or("none".into(), |z| format!("{z:#x}")),
+                source,
+            }),
+            Err(source) => Err(LogError::Db {
+                path: dir.to_path_buf(),
+                source,
+            }),
+        }
+    }
+
+    fn options() -> Options {
+        let mut options = Options::default();
+        options.create_if_missing(true);
+        options.create_missing_column_families(true);
+        // A batch whose WAL record is incomplete was never acknowledged: drop it, as ZooKeeper
+        // drops a torn log tail. Corruption before the tail still fails the open.
+        options.set_wal_recovery_mode(DBRecoveryMode::TolerateCorruptedTailRecords);
+        // A checksum mismatch found while reading or compacting is an error, not a skipped block.
+        options.set_paranoid_checks(true);
+        options.set_max_open_files(256);
+        options.set_keep_log_file_num(4);
+        options
     }
 
     fn db_err(&self) -> impl Fn(rocksdb::Error) -> LogError + '_ {
@@ -133,9 +191,20 @@ impl TxnLog {
     /// returns false.
     pub fn read_after(&self, after: i64, mut visit: impl FnMut(Txn) -> bool) -> Result<(), LogError> {
         let start = key(after.saturating_add(1));
-        let iter = self.db.iterator_cf(self.cf(CF_TXNS), IteratorMode::From(&start, Direction::Forward));
+        let mut read_options = rocksdb::ReadOptions::default();
+        read_options.set_verify_checksums(true);
+        let iter = self.db.iterator_cf_opt(
+            self.cf(CF_TXNS),
+            read_options,
+            IteratorMode::From(&start, Direction::Forward),
+        );
+        let mut last_read = after;
         for item in iter {
-            let (k, v) = item.map_err(self.db_err())?;
+            let (k, v) = item.map_err(|source| LogError::Unreadable {
+                path: self.path.clone(),
+                after_zxid: last_read,
+                source,
+            })?;
             let zxid = zxid_of(&k);
             let txn = decode_txn(Bytes::copy_from_slice(&v))
                 .map_err(|e| LogError::Corrupt { path: self.path.clone(), zxid, reason: e.to_string() })?;
@@ -146,6 +215,7 @@ impl TxnLog {
                     reason: format!("entry holds zxid {:#x}", txn.header.zxid),
                 });
             }
+            last_read = zxid;
             if !visit(txn) {
                 break;
             }
@@ -160,10 +230,51 @@ impl TxnLog {
         self.db.flush_wal(true).map_err(self.db_err())
     }
 
-    /// Removes every txn at or below `zxid` (purge after a snapshot made them unnecessary).
+    /// Removes every txn at or below `zxid` (purge after a snapshot made them unnecessary), and
+    /// records that it did, in the same batch, so a restart can tell a purged log from a whole one.
     pub fn purge_through(&self, zxid: i64) -> Result<(), LogError> {
-        let cf = self.cf(CF_TXNS);
-        self.db.delete_range_cf(cf, key(0), key(zxid.saturating_add(1))).map_err(self.db_err())
+        let purged = self.purged_through()?.unwrap_or(0);
+        if zxid <= purged {
+            return Ok(());
+        }
+        let mut batch = WriteBatch::default();
+        batch.delete_range_cf(self.cf(CF_TXNS), key(0), key(zxid.saturating_add(1)));
+        batch.put_cf(self.cf(CF_META), PURGED_THROUGH_KEY.as_bytes(), zxid.to_be_bytes());
+        self.db.write(batch).map_err(self.db_err())
+    }
+
+    /// The zxid the log was purged through, if it ever was.
+    pub fn purged_through(&self) -> Result<Option<i64>, LogError> {
+        self.meta(PURGED_THROUGH_KEY)
+    }
+
+    /// The lowest zxid in the log.
+    pub fn first_zxid(&self) -> Result<Option<i64>, LogError> {
+        let mut iter = self.db.iterator_cf(self.cf(CF_TXNS), IteratorMode::Start);
+        match iter.next() {
+            None => Ok(None),
+            Some(Ok((k, _))) => Ok(Some(zxid_of(&k))),
+            Some(Err(source)) => Err(LogError::Db {
+                path: self.path.clone(),
+                source,
+            }),
+        }
+    }
+
+    /// Number of txns in the log (reads the whole log: for tools and tests).
+    pub fn count(&self) -> Result<u64, LogError> {
+        let mut n = 0u64;
+        for item in self.db.iterator_cf(self.cf(CF_TXNS), IteratorMode::Start) {
+            item.map_err(self.db_err())?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Writes the memtables to SST files (tests use it to damage an SST; the server never needs it).
+    pub fn flush(&self) -> Result<(), LogError> {
+        self.db.flush_cf(self.cf(CF_TXNS)).map_err(self.db_err())?;
+        self.db.flush_cf(self.cf(CF_META)).map_err(self.db_err())
     }
 
     /// Stores a number under `name` in the meta family (epochs), synced.
@@ -189,6 +300,40 @@ impl TxnLog {
     /// The log directory.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+/// The write-ahead log files in a RocksDB directory, for error messages.
+fn wal_files(dir: &Path) -> String {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|name| name.ends_with(".log"))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// After a failed open: the last zxid a read-only open recovers when it stops at the first damaged
+/// WAL record (RocksDB's point-in-time recovery), without writing anything. Only for the message.
+fn intact_through(dir: &Path) -> Option<i64> {
+    let mut options = TxnLog::options();
+    options.create_if_missing(false);
+    options.set_wal_recovery_mode(DBRecoveryMode::PointInTime);
+    let db = DB::open_cf_for_read_only(&options, dir, [CF_TXNS, CF_META], false).ok()?;
+    let cf = db.cf_handle(CF_TXNS)?;
+    let mut iter = db.iterator_cf(cf, IteratorMode::End);
+    match iter.next() {
+        Some(Ok((k, _))) => Some(zxid_of(&k)),
+        _ => None,
     }
 }
 

@@ -165,6 +165,8 @@ pub struct ServerStats {
     pub min_response_size: i64,
     /// Largest response frame.
     pub max_response_size: i64,
+    /// Log syncs slower than `fsync.warningthresholdms` (not reset by `srst`, as in ZooKeeper).
+    pub fsync_threshold_exceed_count: u64,
 }
 
 impl ServerStats {
@@ -187,7 +189,10 @@ impl ServerStats {
 
     /// Resets to zero (`srst`).
     pub fn reset(&mut self) {
-        *self = ServerStats::default();
+        *self = ServerStats {
+            fsync_threshold_exceed_count: self.fsync_threshold_exceed_count,
+            ..ServerStats::default()
+        };
     }
 }
 
