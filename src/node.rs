@@ -95,7 +95,8 @@ async fn bind_client_port(address: &str) -> std::io::Result<TcpListener> {
             Err(e) => last_error = Some(e),
         }
     }
-    Err(last_error.unwrap_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "address resolves to nothing")))
+    let nothing = || std::io::Error::new(std::io::ErrorKind::InvalidInput, "address resolves to nothing");
+    Err(last_error.unwrap_or_else(nothing))
 }
 
 /// Runs a standalone server until SIGTERM or SIGINT.
@@ -133,7 +134,8 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
         "data restored"
     );
     let address = client_address(&config);
-    let listener = bind_client_port(&address).await.map_err(|source| NodeError::Bind { address: address.clone(), source })?;
+    let listener =
+        bind_client_port(&address).await.map_err(|source| NodeError::Bind { address: address.clone(), source })?;
     let local: SocketAddr = listener.local_addr().map_err(|source| NodeError::Bind { address: address.clone(), source })?;
     let now = clock.now();
     let mut core = Core::restored(

@@ -84,7 +84,8 @@ impl SessionTracker {
     /// An empty tracker. `first_session_id` comes from `initial_session_id`.
     pub fn new(tick_ms: i64, first_session_id: i64) -> SessionTracker {
         assert!(tick_ms > 0);
-        SessionTracker { sessions: HashMap::default(), buckets: BTreeMap::new(), tick_ms, next_session_id: first_session_id }
+        let sessions = HashMap::default();
+        SessionTracker { sessions, buckets: BTreeMap::new(), tick_ms, next_session_id: first_session_id }
     }
 
     /// Allocates the next session id, skipping 0 and the container marker.

@@ -28,12 +28,12 @@ use crate::proto::consts::{perms, STATE_SYNC_CONNECTED, XID_AUTH, XID_NOTIFICATI
 use crate::proto::frame::{finish_reply_frame, reply_frame, start_reply_frame, REPLY_RECORD_OFFSET};
 use crate::proto::txn::{Txn, TxnBody, TxnHeader};
 use crate::proto::{
-    decode_multi, encode_multi_response, AddWatchRequest, AuthPacket, CheckVersionRequest, ClientInfo,
-    ConnectRequest, ConnectResponse, Create2Response, CreateRequest, CreateResponse, CreateTtlRequest, DeleteRequest,
-    encode_children_response, encode_get_data_response, ErrorCode, ErrorResponse, GetAclResponse,
-    GetAllChildrenNumberResponse, GetEphemeralsResponse, Id, MultiOp, MultiResult, OpCode, PathRequest, PathWatchRequest,
-    ReconfigRequest, ReplyHeader, RequestHeader, SetAclRequest, SetDataRequest, SetWatches, SetWatches2,
-    StatResponse, WatchTypeRequest, WatcherEvent, WhoAmIResponse,
+    decode_multi, encode_children_response, encode_get_data_response, encode_multi_response, AddWatchRequest,
+    AuthPacket, CheckVersionRequest, ClientInfo, ConnectRequest, ConnectResponse, Create2Response, CreateRequest,
+    CreateResponse, CreateTtlRequest, DeleteRequest, ErrorCode, ErrorResponse, GetAclResponse,
+    GetAllChildrenNumberResponse, GetEphemeralsResponse, Id, MultiOp, MultiResult, OpCode, PathRequest,
+    PathWatchRequest, ReconfigRequest, ReplyHeader, RequestHeader, SetAclRequest, SetDataRequest, SetWatches,
+    SetWatches2, StatResponse, WatchTypeRequest, WatcherEvent, WhoAmIResponse,
 };
 use crate::server::auth::{authenticate, check_acl, user_name};
 use crate::server::metrics::{ids, ServerMetrics};
@@ -769,7 +769,8 @@ impl Core {
             }
             op if op.is_write() => self.prep_client_write(conn_id, session_id, header.xid, op, frame, now),
             op => {
-                let read = ReadRequest { conn: conn_id, xid: header.xid, op, body: frame, received_mono_ms: now.mono_ms };
+                let received_mono_ms = now.mono_ms;
+                let read = ReadRequest { conn: conn_id, xid: header.xid, op, body: frame, received_mono_ms };
                 if op == OpCode::Sync {
                     // sync orders like a write (as `CommitProcessor` treats it): its reply leaves
                     // after every txn prepped before it, and the session's later reads wait for it.
@@ -1032,7 +1033,13 @@ impl Core {
     }
 
     /// Runs a read (or a session/watch op) and appends the encoded response record to `out`.
-    fn execute_read(&mut self, conn_id: ConnId, op: OpCode, body: &mut Bytes, out: &mut BytesMut) -> Result<(), ErrorCode> {
+    fn execute_read(
+        &mut self,
+        conn_id: ConnId,
+        op: OpCode,
+        body: &mut Bytes,
+        out: &mut BytesMut,
+    ) -> Result<(), ErrorCode> {
         let marshalling = |_: DecodeError| ErrorCode::MarshallingError;
         let auth = &self.settings.prep.auth;
         match op {
