@@ -15,8 +15,8 @@
 # Outputs in $BENCH_OUT: results.jsonl (one JSON object per row), table.txt, bench.png.
 #
 # Adding a server kind (a 3-node ensemble, a failover run) is a start_<kind> function plus its
-# name in BENCH_SERVERS; the suite and the report pick it up. When ferrokeeper gets durable
-# storage, set durable_ferrokeeper=true below and its restart row is measured like ZooKeeper's.
+# name in BENCH_SERVERS; the suite and the report pick it up. A kind with durable_<kind>=true gets
+# its data-dir and restart rows measured (both servers are durable now).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -26,7 +26,9 @@ BENCH_DIR=${BENCH_DIR:-/tmp/ferrokeeper-bench}
 BENCH_OUT=${BENCH_OUT:-$ROOT/bench-results}
 BENCH_SERVERS=${BENCH_SERVERS:-"zookeeper ferrokeeper"}
 ZK_HEAP=${ZK_HEAP:-2g}
-PORT_BASE=${PORT_BASE:-23100}
+# Ports PORT_BASE+10..PORT_BASE+22 on 127.0.0.1 (kind i uses +10i, +10i+1, +10i+2). 24100 keeps clear
+# of the 21850-23999 range other work on this machine uses.
+PORT_BASE=${PORT_BASE:-24100}
 if [ "${BENCH_QUICK:-0}" = 1 ]; then
     WARMUP=0.5 SECS=2 ZNODES=100000 STORM=2000 WATCHERS=200 ROUNDS=5
 else
@@ -36,7 +38,7 @@ WORKLOADS="create set-data get-data exists get-children mixed"
 
 # Durability of each kind: decides the restart row.
 durable_zookeeper=true
-durable_ferrokeeper=false # in-memory until the RocksDB storage lands
+durable_ferrokeeper=true # RocksDB txn log, synced per group commit (forceSync=yes)
 
 log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 

@@ -6,6 +6,12 @@ use std::process::ExitCode;
 use clap::Parser;
 use ferrokeeper::config::{system_properties_from_jvm_flags, Config};
 
+/// mimalloc instead of glibc malloc: buffers are allocated on one runtime worker and freed on
+/// another, and glibc's arena lock showed up at 7.3% of the server's samples under load (README,
+/// BENCHMARKS); mimalloc's thread-local free lists avoid that lock.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A wire-compatible, drop-in replacement for Apache ZooKeeper 3.8.
 ///
 /// Reads ZooKeeper's own zoo.cfg. JVM-style settings (-Dzookeeper.x=y) are also taken from the

@@ -146,6 +146,19 @@ pub fn encode_str(s: &str, out: &mut BytesMut) {
     out.put_slice(s.as_bytes());
 }
 
+/// Encodes a `vector<ustring>` from borrowed strings: the same bytes as `Vec<String>::encode`.
+/// The count is patched in after the walk, so it is exact whatever the iterator's size hint says.
+pub fn encode_str_vector<'a>(items: impl Iterator<Item = &'a str>, out: &mut BytesMut) {
+    let count_at = out.len();
+    out.put_i32(0);
+    let mut count: i32 = 0;
+    for item in items {
+        encode_str(item, out);
+        count += 1;
+    }
+    out[count_at..count_at + 4].copy_from_slice(&count.to_be_bytes());
+}
+
 /// Encodes a nullable `buffer` from a borrowed slice.
 pub fn encode_buffer(data: Option<&[u8]>, out: &mut BytesMut) {
     match data {

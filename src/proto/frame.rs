@@ -47,6 +47,28 @@ pub fn reply_frame(header: &ReplyHeader, body: impl FnOnce(&mut BytesMut)) -> by
     out.freeze()
 }
 
+/// Bytes before a reply's record: the length prefix and the `ReplyHeader` (xid, zxid, err).
+pub const REPLY_RECORD_OFFSET: usize = 4 + 4 + 8 + 4;
+
+/// Starts a reply frame whose length and header are written by `finish_reply_frame` once known
+/// (a read's error code is only known after running it), so the record can be encoded straight
+/// into the frame instead of into a buffer that is then copied.
+pub fn start_reply_frame(out: &mut BytesMut) {
+    out.clear();
+    out.put_bytes(0, REPLY_RECORD_OFFSET);
+}
+
+/// Writes the length prefix and `header` into a frame begun with `start_reply_frame`.
+pub fn finish_reply_frame(mut out: BytesMut, header: &ReplyHeader) -> bytes::Bytes {
+    assert!(out.len() >= REPLY_RECORD_OFFSET, "frame was not started with start_reply_frame");
+    let len = (out.len() - 4) as i32;
+    out[0..4].copy_from_slice(&len.to_be_bytes());
+    out[4..8].copy_from_slice(&header.xid.to_be_bytes());
+    out[8..16].copy_from_slice(&header.zxid.to_be_bytes());
+    out[16..20].copy_from_slice(&header.err.to_be_bytes());
+    out.freeze()
+}
+
 /// The four-letter words ZooKeeper 3.8 knows, in the order of `FourLetterCommands`.
 pub const FOUR_LETTER_WORDS: [&str; 19] = [
     "ruok", "stat", "srvr", "conf", "cons", "crst", "dump", "envi", "mntr", "wchs", "wchc", "wchp", "dirs", "isro",
@@ -74,6 +96,16 @@ mod tests {
         assert_eq!(check_frame(&[0, 0, 0, 2, 1, 2], 10), FrameCheck::Complete(2));
         assert_eq!(check_frame(&[0, 0, 0, 11], 10), FrameCheck::BadLength(11));
         assert_eq!(check_frame(&[0xff, 0xff, 0xff, 0xff], 10), FrameCheck::BadLength(-1));
+    }
+
+    #[test]
+    fn late_header_matches_reply_frame() {
+        let header = ReplyHeader { xid: 7, zxid: 0x1_0000_0002, err: -101 };
+        let mut out = BytesMut::new();
+        start_reply_frame(&mut out);
+        out.extend_from_slice(b"record");
+        let expected = reply_frame(&header, |o| o.extend_from_slice(b"record"));
+        assert_eq!(finish_reply_frame(out, &header), expected);
     }
 
     #[test]

@@ -298,6 +298,21 @@ pub fn encode_multi_response(results: &[MultiResult], out: &mut BytesMut) {
     MultiHeader { op: -1, done: true, err: -1 }.encode(out);
 }
 
+/// A `GetChildrenResponse` (or, with `stat`, a `GetChildren2Response`) written straight from
+/// borrowed names: the same bytes as encoding the record, without a `Vec<String>`.
+pub fn encode_children_response<'a>(children: impl Iterator<Item = &'a str>, stat: Option<&Stat>, out: &mut BytesMut) {
+    crate::jute::encode_str_vector(children, out);
+    if let Some(stat) = stat {
+        stat.encode(out);
+    }
+}
+
+/// A `GetDataResponse` written from borrowed data: the same bytes as encoding the record.
+pub fn encode_get_data_response(data: Option<&[u8]>, stat: &Stat, out: &mut BytesMut) {
+    crate::jute::encode_buffer(data, out);
+    stat.encode(out);
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -376,6 +391,28 @@ pub(crate) mod tests {
         assert_len_exact(&GetDataResponse { data: None, stat });
         assert_len_exact(&GetChildrenResponse { children: (0..1000).map(|i| format!("child-{i}")).collect() });
         assert_len_exact(&GetChildren2Response { children: vec![], stat });
+    }
+
+    #[test]
+    fn borrowed_encoders_match_the_records() {
+        let stat = Stat { czxid: 1, mzxid: 2, pzxid: 3, num_children: 2, ..Stat::default() };
+        let names = ["b", "child-000001"];
+        let owned: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut borrowed = BytesMut::new();
+        encode_children_response(names.iter().copied(), None, &mut borrowed);
+        assert_eq!(borrowed, crate::jute::to_bytes(&GetChildrenResponse { children: owned.clone() }));
+        borrowed.clear();
+        encode_children_response(names.iter().copied(), Some(&stat), &mut borrowed);
+        assert_eq!(borrowed, crate::jute::to_bytes(&GetChildren2Response { children: owned, stat }));
+        borrowed.clear();
+        encode_children_response(std::iter::empty(), None, &mut borrowed);
+        assert_eq!(borrowed, crate::jute::to_bytes(&GetChildrenResponse { children: vec![] }));
+        for data in [None, Some(&b""[..]), Some(&b"xyz"[..])] {
+            borrowed.clear();
+            encode_get_data_response(data, &stat, &mut borrowed);
+            let record = GetDataResponse { data: data.map(Bytes::copy_from_slice), stat };
+            assert_eq!(borrowed, crate::jute::to_bytes(&record));
+        }
         assert_len_exact(&CreateRequest {
             path: "/a/b".into(),
             data: Some(Bytes::from_static(b"xyz")),

@@ -1,6 +1,13 @@
 //! The thin tokio layer around `core`: a listener, a reader and a writer task per connection, and
 //! one task that owns the `Core` and feeds it events in arrival order.
 //!
+//! Hand-offs: a reader sends every complete frame it has buffered as one event; the core task
+//! handles what is queued, then writes each connection's replies of that round with one
+//! `writev` straight to the socket when nothing is queued for it (the common case), so a request
+//! crosses two tasks, not three. Only what the socket does not take goes to the writer task,
+//! which keeps the connection's bytes in order from then on; so do rounds that touch many
+//! connections (a watch fan-out), which the writer tasks spread over the runtime's workers.
+//!
 //! Bounds: the channel into the core holds at most `globalOutstandingLimit` requests (readers
 //! wait when it is full, which stops reading from sockets, as ZooKeeper does); each connection's
 //! outbound queue is bounded, and a client that does not read its replies is disconnected rather
@@ -9,6 +16,7 @@
 //! `nio.sessionlessCnxnTimeout`.
 
 use std::collections::HashMap;
+use std::io::IoSlice;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -16,8 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tracing::{debug, info, warn};
@@ -28,7 +35,7 @@ use crate::config::Config;
 use crate::jute::Decode;
 use crate::proto::frame::{check_frame, four_letter_word, FrameCheck};
 use crate::proto::{decode_read_only_flag, ConnectRequest};
-use crate::server::core::{ConnId, Core, Now, Output};
+use crate::server::core::{ConnId, Core, IdMap, Now, Output};
 use crate::storage::{snapshot, Durability, LogWriter, SnapshotJob, SnapshotProgress};
 
 /// Frames a connection may have queued for writing before it counts as not reading.
@@ -40,6 +47,17 @@ const OUTBOUND_HIGH_WATER_BYTES: usize = 1 << 20;
 const OUTBOUND_LIMIT_BYTES: usize = 16 << 20;
 /// Largest batch of queued frames written with one syscall.
 const WRITE_BATCH_BYTES: usize = 256 * 1024;
+/// Most frames a reader hands to the core task in one event (bounds the batch the core takes
+/// past `globalOutstandingLimit`).
+const FRAMES_PER_EVENT_MAX: usize = 64;
+/// Most slices in one `writev` of the core task (an array on the stack; Linux allows 1,024).
+const WRITEV_SLICES_MAX: usize = 64;
+/// Bytes a reader asks the socket for at a time.
+const READ_CHUNK_BYTES: usize = 8 * 1024;
+/// Rounds touching at most this many connections are written by the core task itself (a
+/// getData at 32 x 1,000: 0.80-0.94M/s written directly, 0.55-0.81M/s through the writer
+/// tasks); larger rounds go through the writer tasks (see `Dispatcher::dispatch`).
+const DIRECT_WRITE_CONNS_MAX: usize = 64;
 
 /// Something a connection task tells the core task.
 #[derive(Debug)]
@@ -57,12 +75,12 @@ pub enum CoreEvent {
         /// Where the connection's frames go.
         outbound: Outbound,
     },
-    /// One request frame.
-    Request {
+    /// Request frames, in arrival order (at most `FRAMES_PER_EVENT_MAX`).
+    Requests {
         /// Connection.
         conn: ConnId,
-        /// Header and record.
-        frame: Bytes,
+        /// Each: header and record.
+        frames: Vec<Bytes>,
     },
     /// Connection gone.
     Disconnect {
@@ -89,11 +107,20 @@ pub enum CoreEvent {
     },
 }
 
-/// A connection's outbound queue: frames plus a count of queued bytes shared with its writer.
+/// A connection's way out: its socket, for direct writes by the core task, and the queue of its
+/// writer task, with a count of queued bytes shared with that writer.
 #[derive(Debug, Clone)]
 pub struct Outbound {
+    stream: Arc<TcpStream>,
     tx: mpsc::Sender<Bytes>,
     queued: Arc<QueuedBytes>,
+}
+
+/// The core task's side of a connection: its `Outbound` and the frames of the current round.
+#[derive(Debug)]
+struct OutboundState {
+    out: Outbound,
+    staged: Vec<Bytes>,
 }
 
 /// Bytes queued for a connection, and a wake-up for a reader waiting for them to drain.
@@ -189,7 +216,7 @@ pub async fn run_core(
     persistence: Option<Persistence>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Option<Persistence> {
-    let mut outbound: HashMap<ConnId, Outbound> = HashMap::new();
+    let mut outbound = Dispatcher::default();
     let tick = Duration::from_millis((core.settings.tick_ms / 2).max(1) as u64);
     let mut tick_timer = tokio::time::interval(tick);
     tick_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -222,19 +249,21 @@ pub async fn run_core(
             // Back-pressure: with globalOutstandingLimit requests in the pipeline, stop taking more.
             event = events.recv(), if core.outstanding() < outstanding_limit => {
                 let Some(event) = event else { break };
-                handle_event(&mut core, &mut admin, &mut outbound, event, clock.now());
+                // One clock read for the whole drained batch (it was 3% of samples read per event).
+                let now = clock.now();
+                handle_event(&mut core, &mut admin, &mut outbound, event, now);
                 // Drain what is already queued before dispatching, to batch outputs.
                 let mut budget = 256;
                 while budget > 0 && core.outstanding() < outstanding_limit {
                     let Ok(event) = events.try_recv() else { break };
-                    handle_event(&mut core, &mut admin, &mut outbound, event, clock.now());
+                    handle_event(&mut core, &mut admin, &mut outbound, event, now);
                     budget -= 1;
                 }
             }
             Some(d) = durability_changed(&mut durability) => {
                 let threshold_ms = persistence.as_ref().map_or(i64::MAX, |p| p.fsync_warning_threshold_ms);
                 for sync_ms in d.syncs_since(syncs_seen) {
-                    core.metrics.observe("fsynctime", sync_ms);
+                    core.metrics.observe(crate::server::metrics::ids::FSYNCTIME, sync_ms);
                     if sync_ms > threshold_ms {
                         core.stats.fsync_threshold_exceed_count += 1;
                         warn!("syncing the transaction log took {sync_ms} ms, above fsync.warningthresholdms ({threshold_ms} ms): write latency suffers");
@@ -285,7 +314,7 @@ pub async fn run_core(
                         elapsed,
                         modified_secs,
                     } => {
-                        core.metrics.observe("snapshottime", elapsed.as_millis() as i64);
+                        core.metrics.observe(crate::server::metrics::ids::SNAPSHOTTIME, elapsed.as_millis() as i64);
                         admin.last_snapshot = Some((zxid, modified_secs));
                         info!(zxid = format_args!("{zxid:#x}"), nodes, file = %path.display(), elapsed_ms = elapsed.as_millis() as u64, "snapshot written");
                         snapshot_job = None;
@@ -297,7 +326,7 @@ pub async fn run_core(
                 }
             }
         }
-        dispatch(&mut core, &mut outbound);
+        outbound.dispatch(&mut core);
     }
     info!("request pipeline stopped");
     if let Some(p) = &persistence {
@@ -327,21 +356,20 @@ async fn purge(p: &Persistence) {
     }
 }
 
-fn handle_event(
-    core: &mut Core,
-    admin: &mut AdminState,
-    outbound: &mut HashMap<ConnId, Outbound>,
-    event: CoreEvent,
-    now: Now,
-) {
+fn handle_event(core: &mut Core, admin: &mut AdminState, outbound: &mut Dispatcher, event: CoreEvent, now: Now) {
     match event {
-        CoreEvent::Connect { conn, remote, request, old_client, outbound: tx } => {
-            outbound.insert(conn, tx);
+        CoreEvent::Connect { conn, remote, request, old_client, outbound: out } => {
+            outbound.conns.insert(conn, OutboundState { out, staged: Vec::new() });
             core.connect(conn, remote, request, old_client, now);
         }
-        CoreEvent::Request { conn, frame } => core.request(conn, frame, now),
+        CoreEvent::Requests { conn, frames } => {
+            for frame in frames {
+                core.request(conn, frame, now);
+            }
+        }
         CoreEvent::Disconnect { conn } => {
-            outbound.remove(&conn);
+            // Replies not yet dispatched to it have nowhere to go: the peer is gone.
+            outbound.conns.remove(&conn);
             core.disconnect(conn);
         }
         CoreEvent::FourLetter { word, remote, argument, reply } => {
@@ -354,29 +382,96 @@ fn handle_event(
             let _ = reply.send(commands::answer(query, core, admin, now));
         }
     }
-    // Outputs are dispatched after each event so their order follows event order.
-    dispatch(core, outbound);
+    // Outputs of a round are dispatched together (`run_core`); their order is kept per connection.
+    // A four-letter word or admin query is answered at once, so nothing waits behind it.
 }
 
-fn dispatch(core: &mut Core, outbound: &mut HashMap<ConnId, Outbound>) {
-    for output in core.take_outputs() {
-        match output {
-            Output::Send(conn, frame) => {
-                let Some(out) = outbound.get(&conn) else { continue };
-                let len = frame.len();
-                let queued = out.queued.bytes.fetch_add(len, Ordering::AcqRel) + len;
-                if queued > OUTBOUND_LIMIT_BYTES || out.tx.try_send(frame).is_err() {
-                    warn!(conn, queued, "closing connection: client is not reading its replies");
-                    // Dropping the sender makes the writer stop; the reader then reports the disconnect.
-                    outbound.remove(&conn);
+/// Routes the core's outputs to connections, one `writev` per connection per round.
+#[derive(Debug, Default)]
+struct Dispatcher {
+    conns: IdMap<ConnId, OutboundState>,
+    /// Connections with staged frames this round, in first-output order.
+    touched: Vec<ConnId>,
+}
+
+impl Dispatcher {
+    fn dispatch(&mut self, core: &mut Core) {
+        for output in core.drain_outputs() {
+            match output {
+                Output::Send(conn, frame) => {
+                    let Some(state) = self.conns.get_mut(&conn) else { continue };
+                    if state.staged.is_empty() {
+                        self.touched.push(conn);
+                    }
+                    state.staged.push(frame);
+                }
+                // The writer drains what is queued, then shuts the socket down when its sender is dropped.
+                Output::Close(conn) => {
+                    if let Some(mut state) = self.conns.remove(&conn) {
+                        flush(conn, &mut state, true);
+                    }
                 }
             }
-            // The writer drains what is queued, then closes the socket when its sender is dropped.
-            Output::Close(conn) => {
-                outbound.remove(&conn);
+        }
+        // A round that touches many connections (a watch fan-out) is handed to their writer tasks,
+        // which the runtime spreads over its workers: written serially here, 1,000 events kept
+        // this task from taking new requests for 18-25 ms (each loopback write also runs the
+        // receiver's TCP path and wake-up); handed off, the round took 0.3-0.7 ms of this task.
+        let direct = self.touched.len() <= DIRECT_WRITE_CONNS_MAX;
+        for conn in std::mem::take(&mut self.touched) {
+            let Some(state) = self.conns.get_mut(&conn) else { continue };
+            if !flush(conn, state, direct) {
+                // Dropping the sender makes the writer stop; the reader then reports the disconnect.
+                self.conns.remove(&conn);
             }
         }
     }
+}
+
+/// Sends a connection's staged frames: straight to the socket while nothing is queued for its
+/// writer, the rest to the writer. False when the client is not reading and must be dropped.
+fn flush(conn: ConnId, state: &mut OutboundState, direct: bool) -> bool {
+    if state.staged.is_empty() {
+        return true;
+    }
+    let out = &state.out;
+    let mut frames = std::mem::take(&mut state.staged);
+    let mut start = 0;
+    // Zero queued bytes: the writer has written everything it was given, so a direct write
+    // cannot overtake anything. Only this task adds to the count.
+    while direct && start < frames.len() && out.queued.bytes.load(Ordering::Acquire) == 0 {
+        let end = frames.len().min(start + WRITEV_SLICES_MAX);
+        let mut slices = [IoSlice::new(&[]); WRITEV_SLICES_MAX];
+        for (slot, frame) in slices.iter_mut().zip(&frames[start..end]) {
+            *slot = IoSlice::new(frame);
+        }
+        // A full socket buffer (or an error, which the reader will see) leaves the rest to the writer.
+        let mut written = out.stream.try_write_vectored(&slices[..end - start]).unwrap_or(0);
+        while start < end && written >= frames[start].len() {
+            written -= frames[start].len();
+            start += 1;
+        }
+        if start < end {
+            if written > 0 {
+                frames[start] = frames[start].slice(written..);
+            }
+            break;
+        }
+    }
+    let mut ok = true;
+    for frame in frames.drain(start..) {
+        let len = frame.len();
+        let queued = out.queued.bytes.fetch_add(len, Ordering::AcqRel) + len;
+        if queued > OUTBOUND_LIMIT_BYTES || out.tx.try_send(frame).is_err() {
+            warn!(conn, queued, "closing connection: client is not reading its replies");
+            ok = false;
+            break;
+        }
+    }
+    // Keep the allocation for the next round.
+    frames.clear();
+    state.staged = frames;
+    ok
 }
 
 /// Counts connections per client address (`maxClientCnxns`).
@@ -466,20 +561,47 @@ enum ReadError {
     Fatal(String),
 }
 
-async fn fill(reader: &mut OwnedReadHalf, buf: &mut BytesMut, want: usize) -> Result<(), ReadError> {
-    while buf.len() < want {
-        buf.reserve(want - buf.len());
-        match reader.read_buf(buf).await {
+/// Reads what the socket has (at least one byte) into `buf`.
+async fn read_some(stream: &TcpStream, buf: &mut BytesMut) -> Result<(), ReadError> {
+    buf.reserve(READ_CHUNK_BYTES);
+    loop {
+        if let Err(e) = stream.readable().await {
+            return Err(ReadError::Fatal(e.to_string()));
+        }
+        match stream.try_read_buf(buf) {
             Ok(0) => return Err(ReadError::Closed),
-            Ok(_) => {}
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(e) => return Err(ReadError::Fatal(e.to_string())),
+        }
+    }
+}
+
+async fn fill(stream: &TcpStream, buf: &mut BytesMut, want: usize) -> Result<(), ReadError> {
+    while buf.len() < want {
+        read_some(stream, buf).await?;
+    }
+    Ok(())
+}
+
+/// Moves the complete frames at the front of `buf` (bodies, without length prefixes) to `frames`,
+/// at most `FRAMES_PER_EVENT_MAX`.
+fn split_frames(buf: &mut BytesMut, max: usize, frames: &mut Vec<Bytes>) -> Result<(), ReadError> {
+    while frames.len() < FRAMES_PER_EVENT_MAX {
+        match check_frame(buf, max) {
+            FrameCheck::Complete(len) => {
+                buf.advance(4);
+                frames.push(buf.split_to(len).freeze());
+            }
+            FrameCheck::BadLength(len) => return Err(ReadError::Fatal(format!("Len error {len}"))),
+            FrameCheck::Incomplete => break,
         }
     }
     Ok(())
 }
 
 /// Reads one complete frame body (without the length prefix).
-async fn read_frame(reader: &mut OwnedReadHalf, buf: &mut BytesMut, max: usize) -> Result<Bytes, ReadError> {
+async fn read_frame(stream: &TcpStream, buf: &mut BytesMut, max: usize) -> Result<Bytes, ReadError> {
     loop {
         match check_frame(buf, max) {
             FrameCheck::Complete(len) => {
@@ -487,12 +609,28 @@ async fn read_frame(reader: &mut OwnedReadHalf, buf: &mut BytesMut, max: usize) 
                 return Ok(buf.split_to(len).freeze());
             }
             FrameCheck::BadLength(len) => return Err(ReadError::Fatal(format!("Len error {len}"))),
-            FrameCheck::Incomplete => {
-                let want = if buf.len() < 4 { 4 } else { 4 + i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize };
-                fill(reader, buf, want).await?;
-            }
+            FrameCheck::Incomplete => read_some(stream, buf).await?,
         }
     }
+}
+
+/// Writes all of `data`, waiting while the socket buffer is full.
+async fn write_all(stream: &TcpStream, mut data: &[u8]) -> std::io::Result<()> {
+    while !data.is_empty() {
+        stream.writable().await?;
+        match stream.try_write(data) {
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Sends FIN after everything written so far (the socket itself closes when its last handle goes).
+fn shutdown_write(stream: &TcpStream) {
+    // The peer may be gone already; nothing to do then.
+    let _ = socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Write);
 }
 
 async fn serve_connection(
@@ -502,23 +640,24 @@ async fn serve_connection(
     events: mpsc::Sender<CoreEvent>,
     limits: ConnLimits,
 ) {
-    let (mut reader, mut writer) = stream.into_split();
+    // Shared by this reader, the writer task and the core task (direct writes, `flush`).
+    let stream = Arc::new(stream);
     let mut buf = BytesMut::with_capacity(4096);
     // Handshake phase: a four-letter word or a ConnectRequest, within the sessionless timeout.
     let handshake = tokio::time::timeout(limits.handshake_timeout, async {
-        fill(&mut reader, &mut buf, 4).await?;
+        fill(&stream, &mut buf, 4).await?;
         let first = [buf[0], buf[1], buf[2], buf[3]];
         if let Some(word) = four_letter_word(first) {
             buf.advance(4);
             let argument = if word == "stmk" {
-                fill(&mut reader, &mut buf, 8).await?;
+                fill(&stream, &mut buf, 8).await?;
                 Some(buf.get_i64())
             } else {
                 None
             };
             return Ok(Err((word, argument)));
         }
-        read_frame(&mut reader, &mut buf, limits.max_frame_bytes).await.map(Ok)
+        read_frame(&stream, &mut buf, limits.max_frame_bytes).await.map(Ok)
     })
     .await;
     let connect_frame = match handshake {
@@ -535,10 +674,11 @@ async fn serve_connection(
             let (reply, answer) = oneshot::channel();
             if events.send(CoreEvent::FourLetter { word, remote, argument, reply }).await.is_ok() {
                 if let Ok(text) = answer.await {
-                    let _ = writer.write_all(text.as_bytes()).await;
+                    // The asker may have gone away; nothing to do then.
+                    let _ = write_all(&stream, text.as_bytes()).await;
                 }
             }
-            let _ = writer.shutdown().await;
+            shutdown_write(&stream);
             return;
         }
         Ok(Ok(Ok(frame))) => frame,
@@ -556,14 +696,16 @@ async fn serve_connection(
     let queued = Arc::new(QueuedBytes::default());
     let (writer_done_tx, mut writer_done) = oneshot::channel::<()>();
     let writer_queued = queued.clone();
+    let writer_stream = stream.clone();
     let writer_task = tokio::spawn(async move {
-        write_loop(writer, rx, &writer_queued).await;
+        write_loop(&writer_stream, rx, &writer_queued).await;
         drop(writer_done_tx);
     });
-    let outbound = Outbound { tx, queued: queued.clone() };
+    let outbound = Outbound { stream: stream.clone(), tx, queued: queued.clone() };
     if events.send(CoreEvent::Connect { conn, remote, request, old_client, outbound }).await.is_err() {
         return;
     }
+    let mut frames = Vec::new();
     loop {
         // Back-pressure: while too many reply bytes wait for this client, read no more requests.
         loop {
@@ -576,17 +718,25 @@ async fn serve_connection(
                 _ = &mut writer_done => break,
             }
         }
-        let frame = tokio::select! {
-            frame = read_frame(&mut reader, &mut buf, limits.max_frame_bytes) => frame,
+        // Every complete frame already buffered goes to the core in one event.
+        if let Err(ReadError::Fatal(e)) = split_frames(&mut buf, limits.max_frame_bytes, &mut frames) {
+            warn!(%remote, "closing connection: {e}");
+            break;
+        }
+        if !frames.is_empty() {
+            let batch = std::mem::replace(&mut frames, Vec::with_capacity(8));
+            if events.send(CoreEvent::Requests { conn, frames: batch }).await.is_err() {
+                break;
+            }
+            continue;
+        }
+        let read = tokio::select! {
+            read = read_some(&stream, &mut buf) => read,
             // The writer ended (we closed the connection): stop reading too.
             _ = &mut writer_done => break,
         };
-        match frame {
-            Ok(frame) => {
-                if events.send(CoreEvent::Request { conn, frame }).await.is_err() {
-                    break;
-                }
-            }
+        match read {
+            Ok(()) => {}
             Err(ReadError::Closed) => break,
             Err(ReadError::Fatal(e)) => {
                 warn!(%remote, "closing connection: {e}");
@@ -598,7 +748,7 @@ async fn serve_connection(
     writer_task.abort();
 }
 
-async fn write_loop(mut writer: OwnedWriteHalf, mut rx: mpsc::Receiver<Bytes>, queued: &QueuedBytes) {
+async fn write_loop(stream: &TcpStream, mut rx: mpsc::Receiver<Bytes>, queued: &QueuedBytes) {
     let mut batch = BytesMut::new();
     while let Some(frame) = rx.recv().await {
         batch.extend_from_slice(&frame);
@@ -608,14 +758,14 @@ async fn write_loop(mut writer: OwnedWriteHalf, mut rx: mpsc::Receiver<Bytes>, q
                 Err(_) => break,
             }
         }
-        if writer.write_all(&batch).await.is_err() {
+        if write_all(stream, &batch).await.is_err() {
             return;
         }
         queued.bytes.fetch_sub(batch.len(), Ordering::AcqRel);
         queued.drained.notify_one();
         batch.clear();
     }
-    let _ = writer.shutdown().await;
+    shutdown_write(stream);
 }
 
 /// Limits derived from the config.

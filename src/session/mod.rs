@@ -73,7 +73,8 @@ pub struct Session {
 /// All sessions and their expiry buckets.
 #[derive(Debug)]
 pub struct SessionTracker {
-    sessions: HashMap<i64, Session>,
+    /// foldhash, not SipHash: touched on every request (README, BENCHMARKS).
+    sessions: HashMap<i64, Session, foldhash::fast::RandomState>,
     buckets: BTreeMap<i64, BTreeSet<i64>>,
     tick_ms: i64,
     next_session_id: i64,
@@ -83,7 +84,8 @@ impl SessionTracker {
     /// An empty tracker. `first_session_id` comes from `initial_session_id`.
     pub fn new(tick_ms: i64, first_session_id: i64) -> SessionTracker {
         assert!(tick_ms > 0);
-        SessionTracker { sessions: HashMap::new(), buckets: BTreeMap::new(), tick_ms, next_session_id: first_session_id }
+        let sessions = HashMap::default();
+        SessionTracker { sessions, buckets: BTreeMap::new(), tick_ms, next_session_id: first_session_id }
     }
 
     /// Allocates the next session id, skipping 0 and the container marker.

@@ -70,6 +70,14 @@ impl AclTable {
         }
     }
 
+    /// The list behind `id`, borrowed (no reference-count traffic on the read path).
+    pub fn get_ref(&self, id: AclId) -> &[Acl] {
+        match self.lists.get(id as usize) {
+            Some(Some((list, _))) => list,
+            _ => &[],
+        }
+    }
+
     /// Number of distinct lists.
     pub fn len(&self) -> usize {
         self.ids.len()

@@ -166,6 +166,72 @@ pub struct DataTree {
     pub last_processed_zxid: i64,
 }
 
+/// A node borrowed from the tree (`DataTree::read`).
+#[derive(Clone, Copy)]
+pub struct NodeRef<'a> {
+    tree: &'a DataTree,
+    node: &'a Node,
+}
+
+impl<'a> NodeRef<'a> {
+    /// The Stat a client sees.
+    pub fn stat(&self) -> Stat {
+        self.tree.client_stat(self.node)
+    }
+
+    /// The data (None for a node created with null data).
+    pub fn data(&self) -> Option<&'a [u8]> {
+        self.node.data.as_deref()
+    }
+
+    /// The node's ACL.
+    pub fn acl(&self) -> &'a [Acl] {
+        self.tree.acls.get_ref(self.node.acl)
+    }
+
+    /// The child names in creation order, borrowed: a reply encoder writes them straight into
+    /// its buffer (a `Vec<String>` cost one allocation and free per child).
+    pub fn child_names(&self) -> ChildNames<'a> {
+        // Children are linked at the head (newest first); creation order starts at the tail.
+        let mut oldest = NONE;
+        let mut child = self.node.first_child;
+        while child != NONE {
+            oldest = child;
+            child = self.tree.node(child).next_sibling;
+        }
+        ChildNames { tree: self.tree, next: oldest, remaining: self.node.num_children as usize }
+    }
+}
+
+/// Child names of one node in creation order (`NodeRef::child_names`).
+#[derive(Clone)]
+pub struct ChildNames<'a> {
+    tree: &'a DataTree,
+    next: NodeId,
+    remaining: usize,
+}
+
+impl<'a> Iterator for ChildNames<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        if self.next == NONE {
+            debug_assert_eq!(self.remaining, 0, "num_children disagrees with the sibling list");
+            return None;
+        }
+        let node = self.tree.node(self.next);
+        self.next = node.prev_sibling;
+        self.remaining = self.remaining.saturating_sub(1);
+        Some(&node.name)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.remaining, Some(self.remaining))
+    }
+}
+
+impl ExactSizeIterator for ChildNames<'_> {}
+
 /// Splits `/a/b/c` into (`/a/b`, `c`) and `/a` into (`/`, `a`). `None` when there is no `/`.
 pub fn split_parent(path: &str) -> Option<(&str, &str)> {
     let slash = path.rfind('/')?;
@@ -297,6 +363,13 @@ impl DataTree {
     pub fn get_acl(&self, path: &str) -> Option<(Arc<[Acl]>, Stat)> {
         let node = self.node(self.lookup(path)?);
         Some((self.acls.get(node.acl), self.client_stat(node)))
+    }
+
+    /// A borrowed view of the node at `path`, for answering reads without copying: one path
+    /// lookup serves the ACL check, the data or child names and the Stat.
+    pub fn read(&self, path: &str) -> Option<NodeRef<'_>> {
+        let id = self.lookup(path)?;
+        Some(NodeRef { tree: self, node: self.node(id) })
     }
 
     /// Child names (creation order) and Stat of the node at `path`.

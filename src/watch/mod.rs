@@ -8,6 +8,8 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use foldhash::fast::RandomState;
+
 use crate::proto::consts::event_type::{NODE_CHILDREN_CHANGED, NODE_CREATED, NODE_DATA_CHANGED, NODE_DELETED};
 use crate::tree::{split_parent, Trigger};
 
@@ -59,17 +61,26 @@ pub struct Delivery {
     pub path: String,
 }
 
+/// foldhash rather than SipHash: a fan-out to 1,000 watchers hashes the path and each watcher
+/// id several times per watcher (README, BENCHMARKS).
+type Map<K, V> = HashMap<K, V, RandomState>;
+type Set<T> = HashSet<T, RandomState>;
+
 #[derive(Debug, Default)]
 struct WatchTable {
-    by_path: HashMap<String, HashMap<WatcherId, WatchMode>>,
-    by_watcher: HashMap<WatcherId, HashSet<String>>,
+    by_path: Map<String, Map<WatcherId, WatchMode>>,
+    by_watcher: Map<WatcherId, Set<String>>,
     /// Number of recursive entries; ancestors are only walked when this is non-zero.
     recursive_count: usize,
 }
 
 impl WatchTable {
     fn add(&mut self, path: &str, watcher: WatcherId, mode: WatchMode) {
-        let entry = self.by_path.entry(path.to_owned()).or_default();
+        // Look up before inserting: the path is copied only for a path nobody watched yet.
+        let entry = match self.by_path.get_mut(path) {
+            Some(entry) => entry,
+            None => self.by_path.entry(path.to_owned()).or_default(),
+        };
         // One mode per (watcher, path, table): registering again overwrites (ZOOKEEPER-4466 is 3.9).
         if let Some(old) = entry.insert(watcher, mode) {
             if old == WatchMode::PersistentRecursive {
@@ -79,7 +90,10 @@ impl WatchTable {
         if mode == WatchMode::PersistentRecursive {
             self.recursive_count += 1;
         }
-        self.by_watcher.entry(watcher).or_default().insert(path.to_owned());
+        let paths = self.by_watcher.entry(watcher).or_default();
+        if !paths.contains(path) {
+            paths.insert(path.to_owned());
+        }
     }
 
     fn remove(&mut self, path: &str, watcher: WatcherId) -> bool {
@@ -116,22 +130,31 @@ impl WatchTable {
 
     /// `WatchManager.triggerWatch`: the exact path, then (only if recursive watches exist) each
     /// ancestor up to `/`. Returns the watchers that fire; one-shot entries are removed.
-    fn trigger(&mut self, path: &str, event_type: i32) -> HashSet<WatcherId> {
-        let mut fired = HashSet::new();
-        let mut one_shot = Vec::new();
-        if let Some(entry) = self.by_path.get(path) {
-            for (&watcher, &mode) in entry {
+    fn trigger(&mut self, path: &str, event_type: i32) -> Set<WatcherId> {
+        let mut fired = Set::default();
+        if let Some(entry) = self.by_path.get_mut(path) {
+            fired.reserve(entry.len());
+            let by_watcher = &mut self.by_watcher;
+            // One-shot entries fire and go in one pass over the path's watchers.
+            entry.retain(|&watcher, &mut mode| {
                 if mode == WatchMode::PersistentRecursive && event_type == NODE_CHILDREN_CHANGED {
-                    continue;
+                    return true;
                 }
                 fired.insert(watcher);
-                if mode == WatchMode::Standard {
-                    one_shot.push(watcher);
+                if mode != WatchMode::Standard {
+                    return true;
                 }
+                if let Some(paths) = by_watcher.get_mut(&watcher) {
+                    paths.remove(path);
+                    if paths.is_empty() {
+                        by_watcher.remove(&watcher);
+                    }
+                }
+                false
+            });
+            if entry.is_empty() {
+                self.by_path.remove(path);
             }
-        }
-        for watcher in one_shot {
-            self.remove(path, watcher);
         }
         if self.recursive_count > 0 && event_type != NODE_CHILDREN_CHANGED {
             let mut ancestor = path;
@@ -288,7 +311,7 @@ impl WatchManager {
     }
 }
 
-fn push(deliveries: &mut Vec<Delivery>, mut fired: HashSet<WatcherId>, event_type: i32, path: &str) {
+fn push(deliveries: &mut Vec<Delivery>, mut fired: Set<WatcherId>, event_type: i32, path: &str) {
     let mut watchers: Vec<WatcherId> = fired.drain().collect();
     watchers.sort_unstable();
     deliveries.extend(watchers.into_iter().map(|watcher| Delivery { watcher, event_type, path: path.to_owned() }));

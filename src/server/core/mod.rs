@@ -4,10 +4,15 @@
 //! `Output`s (frames to send, connections to close) and txns to persist come out. Time is passed
 //! in with every event; nothing here does IO.
 //!
-//! Ordering: every request, read or write, enters one FIFO after prep. Entries leave it only when
-//! every txn before them is durable (`persisted_through`), so a reply never reveals a write that
-//! could still be lost, and replies on a connection leave in request order. Watch events caused by
-//! a txn are queued before that txn's reply.
+//! Ordering: writes (and syncs) enter one FIFO after prep, in zxid order. Entries leave it only
+//! when every txn before them is durable (`persisted_through`), so the tree, and with it every read,
+//! never shows a write that could still be lost. Reads do not enter that FIFO: like ZooKeeper's
+//! quorum `CommitProcessor`, a read runs at once unless *its own session* has writes (or a sync)
+//! still in the FIFO; then it waits in that session's queue and runs right after the reply of the
+//! write before it. So a session's replies leave in request order, while one session's fsync
+//! latency does not delay the reads of the others. Watch events caused by a txn are queued at
+//! apply, before that txn's reply and before any read that sees the txn; a read registers its
+//! watch and queues its reply in one step, so no event can overtake that reply.
 //!
 //! Owns: connections' protocol state (session binding, auth ids, counters), the tree, watches,
 //! sessions, the pending overlay and the zxid counter.
@@ -20,18 +25,18 @@ use tracing::{debug, info, warn};
 
 use crate::jute::{Decode, DecodeError, Encode};
 use crate::proto::consts::{perms, STATE_SYNC_CONNECTED, XID_AUTH, XID_NOTIFICATION, XID_PING};
-use crate::proto::frame::reply_frame;
+use crate::proto::frame::{finish_reply_frame, reply_frame, start_reply_frame, REPLY_RECORD_OFFSET};
 use crate::proto::txn::{Txn, TxnBody, TxnHeader};
 use crate::proto::{
-    decode_multi, encode_multi_response, AddWatchRequest, AuthPacket, CheckVersionRequest, ClientInfo,
-    ConnectRequest, ConnectResponse, Create2Response, CreateRequest, CreateResponse, CreateTtlRequest, DeleteRequest,
-    ErrorCode, ErrorResponse, GetAclResponse, GetAllChildrenNumberResponse, GetChildren2Response, GetChildrenResponse,
-    GetDataResponse, GetEphemeralsResponse, Id, MultiOp, MultiResult, OpCode, PathRequest, PathWatchRequest,
-    ReconfigRequest, ReplyHeader, RequestHeader, SetAclRequest, SetDataRequest, SetWatches, SetWatches2,
-    StatResponse, WatchTypeRequest, WatcherEvent, WhoAmIResponse,
+    decode_multi, encode_children_response, encode_get_data_response, encode_multi_response, AddWatchRequest,
+    AuthPacket, CheckVersionRequest, ClientInfo, ConnectRequest, ConnectResponse, Create2Response, CreateRequest,
+    CreateResponse, CreateTtlRequest, DeleteRequest, ErrorCode, ErrorResponse, GetAclResponse,
+    GetAllChildrenNumberResponse, GetEphemeralsResponse, Id, MultiOp, MultiResult, OpCode, PathRequest,
+    PathWatchRequest, ReconfigRequest, ReplyHeader, RequestHeader, SetAclRequest, SetDataRequest, SetWatches,
+    SetWatches2, StatResponse, WatchTypeRequest, WatcherEvent, WhoAmIResponse,
 };
 use crate::server::auth::{authenticate, check_acl, user_name};
-use crate::server::metrics::{java_length, read_stat_bytes, top_namespace, write_stat_bytes, ServerMetrics};
+use crate::server::metrics::{ids, java_length, read_stat_bytes, top_namespace, write_stat_bytes, ServerMetrics};
 use crate::server::prep::{closing_session_paths, prep_write, txn_type, PendingOverlay, PrepSettings, WriteRequest};
 use crate::session::{initial_session_id, session_password, SessionTracker};
 use crate::tree::{ApplyResult, DataTree, Trigger};
@@ -39,8 +44,18 @@ use crate::watch::{Delivery, WatchManager, WatcherType};
 
 mod slow;
 
+/// Initial capacity of a read's reply frame: header plus a getData of ~100 bytes and its Stat.
+const READ_REPLY_CAPACITY: usize = 256;
+/// Bytes reserved per child when encoding a getChildren reply (length prefix plus a short name).
+const CHILD_NAME_ESTIMATE_BYTES: usize = 16;
+
 /// Identifies a client connection (and, as a watcher, its watches).
 pub type ConnId = u64;
+
+/// A map keyed by connection or session id. foldhash instead of std's SipHash: `conns` is looked
+/// up several times per request, and SipHash was ~10% of a getData's instructions (README,
+/// BENCHMARKS). The seed is random per map, as std's is.
+pub type IdMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// The two clocks every event carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -207,10 +222,41 @@ enum Origin {
     Internal,
 }
 
+/// A read request waiting to run.
+#[derive(Debug)]
+struct ReadRequest {
+    conn: ConnId,
+    xid: i32,
+    op: OpCode,
+    body: Bytes,
+    received_mono_ms: i64,
+}
+
+/// An entry of the global FIFO.
 #[derive(Debug)]
 enum Pending {
     Txn { origin: Origin, txn: Txn },
-    Read { conn: ConnId, xid: i32, op: OpCode, body: Bytes, received_mono_ms: i64 },
+    /// A read ordered behind every txn before it (sync; its session's queue holds a marker).
+    Read { session_id: i64, read: ReadRequest },
+}
+
+/// An entry of a session's queue, which exists only while the session has entries in the FIFO.
+#[derive(Debug)]
+enum SessionEntry {
+    /// One of the session's entries in the global FIFO, in order; removed when that entry leaves.
+    InFifo,
+    /// A read that arrived after the entries before it, run once they have left.
+    Read(ReadRequest),
+}
+
+impl Origin {
+    /// The session whose FIFO entry this is, for a client's own request.
+    fn client_session(&self, txn: &Txn) -> Option<i64> {
+        match self {
+            Origin::Client { .. } => Some(txn.header.client_id),
+            Origin::Connect { .. } | Origin::Internal => None,
+        }
+    }
 }
 
 impl Pending {
@@ -231,7 +277,7 @@ pub struct Core {
     /// Session table.
     pub sessions: SessionTracker,
     /// Connections by id.
-    pub conns: HashMap<ConnId, Conn>,
+    pub conns: IdMap<ConnId, Conn>,
     /// Server-wide counters.
     pub stats: ServerStats,
     /// Metrics under ZooKeeper's names (`mntr`).
@@ -242,10 +288,15 @@ pub struct Core {
     /// (`slowRequestThresholdMs`, set by `node`).
     pub slow_request_threshold_ms: i64,
     overlay: PendingOverlay,
-    session_conn: HashMap<i64, ConnId>,
+    session_conn: IdMap<i64, ConnId>,
     last_zxid: i64,
     durable_zxid: i64,
     queue: VecDeque<Pending>,
+    /// Per-session order for sessions with entries in `queue` (see the module doc). A queue
+    /// always starts with `InFifo`; it is dropped when it empties.
+    session_queues: IdMap<i64, VecDeque<SessionEntry>>,
+    /// Reads waiting in `session_queues` (they count as outstanding, for back-pressure).
+    waiting_reads: usize,
     unpersisted: Vec<Txn>,
     persist_immediately: bool,
     outputs: Vec<Output>,
@@ -268,16 +319,18 @@ impl Core {
             tree: DataTree::new(settings.prep.extended_types_enabled),
             watches: WatchManager::default(),
             sessions: SessionTracker::new(settings.tick_ms, first_session_id),
-            conns: HashMap::new(),
+            conns: IdMap::default(),
             stats: ServerStats::default(),
             metrics: ServerMetrics::default(),
             settings,
             slow_request_threshold_ms: 0,
             overlay: PendingOverlay::default(),
-            session_conn: HashMap::new(),
+            session_conn: IdMap::default(),
             last_zxid: 0,
             durable_zxid: 0,
             queue: VecDeque::new(),
+            session_queues: IdMap::default(),
+            waiting_reads: 0,
             unpersisted: Vec::new(),
             persist_immediately: true,
             outputs: Vec::new(),
@@ -343,12 +396,20 @@ impl Core {
         self.drain();
         while let Some(pending) = self.queue.pop_front() {
             match pending {
-                Pending::Txn { origin, txn } => self.refuse(origin, txn),
-                Pending::Read { conn, xid, op, body, received_mono_ms } => {
-                    self.answer_read(conn, xid, op, body, received_mono_ms);
+                Pending::Txn { origin, txn } => {
+                    let session = origin.client_session(&txn);
+                    self.refuse(origin, txn);
+                    if let Some(session_id) = session {
+                        self.left_fifo(session_id);
+                    }
+                }
+                Pending::Read { session_id, read } => {
+                    self.answer_read(read);
+                    self.left_fifo(session_id);
                 }
             }
         }
+        debug_assert!(self.session_queues.is_empty() && self.waiting_reads == 0);
         self.overlay = PendingOverlay::default();
         self.last_zxid = self.durable_zxid;
         self.drain();
@@ -384,9 +445,14 @@ impl Core {
         std::mem::take(&mut self.outputs)
     }
 
-    /// Requests in flight (`Outstanding`).
+    /// Outputs produced since the last call, in order, keeping the buffer's allocation.
+    pub fn drain_outputs(&mut self) -> std::vec::Drain<'_, Output> {
+        self.outputs.drain(..)
+    }
+
+    /// Requests in flight (`Outstanding`): the FIFO plus reads waiting for their session.
     pub fn outstanding(&self) -> usize {
-        self.queue.len()
+        self.queue.len() + self.waiting_reads
     }
 
     /// Last applied zxid.
@@ -404,7 +470,7 @@ impl Core {
             conn.stats.packets_sent += 1;
             self.stats.packets_sent += 1;
             self.stats.record_response_size(frame.len() as i64);
-            self.metrics.inc("response_bytes", frame.len() as i64);
+            self.metrics.inc(ids::RESPONSE_BYTES, frame.len() as i64);
             self.outputs.push(Output::Send(conn_id, frame));
         }
     }
@@ -422,11 +488,11 @@ impl Core {
     pub fn connect(&mut self, conn_id: ConnId, remote: SocketAddr, req: ConnectRequest, old_client: bool, now: Now) {
         self.now = now;
         self.stats.packets_received += 1;
-        self.metrics.inc("connection_request_count", 1);
+        self.metrics.inc(ids::CONNECTION_REQUEST_COUNT, 1);
         if remote.ip().is_loopback() {
-            self.metrics.inc("non_mtls_local_conn_count", 1);
+            self.metrics.inc(ids::NON_MTLS_LOCAL_CONN_COUNT, 1);
         } else {
-            self.metrics.inc("non_mtls_remote_conn_count", 1);
+            self.metrics.inc(ids::NON_MTLS_REMOTE_CONN_COUNT, 1);
         }
         let ip = remote.ip().to_string();
         self.conns.insert(
@@ -484,7 +550,7 @@ impl Core {
         if valid {
             self.bind(conn_id, session_id);
         } else {
-            self.metrics.inc("unsuccessful_handshake", 1);
+            self.metrics.inc(ids::UNSUCCESSFUL_HANDSHAKE, 1);
             info!(session = format_args!("{session_id:#x}"), remote = %remote, "session expired or password wrong; refusing reconnect");
         }
         self.send_connect_response(conn_id, valid);
@@ -548,7 +614,42 @@ impl Core {
 
     fn enqueue_txn(&mut self, origin: Origin, txn: Txn) {
         self.unpersisted.push(txn.clone());
+        if let Some(session_id) = origin.client_session(&txn) {
+            self.session_queues.entry(session_id).or_default().push_back(SessionEntry::InFifo);
+        }
         self.queue.push_back(Pending::Txn { origin, txn });
+    }
+
+    /// A read of `session_id`: runs now unless the session has entries in the FIFO, else waits
+    /// for them in the session's queue.
+    fn read_or_wait(&mut self, session_id: i64, read: ReadRequest) {
+        match self.session_queues.get_mut(&session_id) {
+            Some(queue) => {
+                queue.push_back(SessionEntry::Read(read));
+                self.waiting_reads += 1;
+            }
+            None => self.answer_read(read),
+        }
+    }
+
+    /// An entry of `session_id` left the FIFO (applied, answered or refused, its reply queued):
+    /// runs the reads that waited for it, up to the session's next entry in the FIFO.
+    fn left_fifo(&mut self, session_id: i64) {
+        // Taken out of the map while its reads run (running a read never queues anything).
+        let Some(mut queue) = self.session_queues.remove(&session_id) else {
+            debug_assert!(false, "no session queue for {session_id:#x}");
+            return;
+        };
+        let front = queue.pop_front();
+        debug_assert!(matches!(front, Some(SessionEntry::InFifo)), "session queue out of step");
+        while let Some(SessionEntry::Read(_)) = queue.front() {
+            let Some(SessionEntry::Read(read)) = queue.pop_front() else { break };
+            self.waiting_reads -= 1;
+            self.answer_read(read);
+        }
+        if !queue.is_empty() {
+            self.session_queues.insert(session_id, queue);
+        }
     }
 
     /// Txns prepped since the last call, for the log writer (when persistence is not immediate).
@@ -586,9 +687,16 @@ impl Core {
             }
             let Some(pending) = self.queue.pop_front() else { break };
             match pending {
-                Pending::Txn { origin, txn } => self.apply_and_reply(origin, txn),
-                Pending::Read { conn, xid, op, body, received_mono_ms } => {
-                    self.answer_read(conn, xid, op, body, received_mono_ms);
+                Pending::Txn { origin, txn } => {
+                    let session = origin.client_session(&txn);
+                    self.apply_and_reply(origin, txn);
+                    if let Some(session_id) = session {
+                        self.left_fifo(session_id);
+                    }
+                }
+                Pending::Read { session_id, read } => {
+                    self.answer_read(read);
+                    self.left_fifo(session_id);
                 }
             }
         }
@@ -623,7 +731,7 @@ impl Core {
         }
         self.stats.packets_received += 1;
         self.stats.bytes_received += frame_len as u64 + 4;
-        self.metrics.inc("bytes_received_count", frame_len as i64 + 4);
+        self.metrics.inc(ids::BYTES_RECEIVED_COUNT, frame_len as i64 + 4);
         conn.stats.packets_received += 1;
         let session_id = conn.session_id;
         let header = match RequestHeader::decode(&mut frame) {
@@ -665,7 +773,18 @@ impl Core {
                 self.enqueue_txn(origin, Txn { header, body: TxnBody::CloseSession { paths_to_delete } });
             }
             op if op.is_write() => self.prep_client_write(conn_id, session_id, header.xid, op, frame, now),
-            _ => self.queue.push_back(Pending::Read { conn: conn_id, xid: header.xid, op, body: frame, received_mono_ms: now.mono_ms }),
+            op => {
+                let received_mono_ms = now.mono_ms;
+                let read = ReadRequest { conn: conn_id, xid: header.xid, op, body: frame, received_mono_ms };
+                if op == OpCode::Sync {
+                    // sync orders like a write (as `CommitProcessor` treats it): its reply leaves
+                    // after every txn prepped before it, and the session's later reads wait for it.
+                    self.session_queues.entry(session_id).or_default().push_back(SessionEntry::InFifo);
+                    self.queue.push_back(Pending::Read { session_id, read });
+                } else {
+                    self.read_or_wait(session_id, read);
+                }
+            }
         }
     }
 
@@ -771,11 +890,28 @@ impl Core {
         self.watches.trigger(&triggers, &mut self.deliveries);
         let deliveries = std::mem::take(&mut self.deliveries);
         self.observe_watch_fanout(&deliveries);
-        self.metrics.inc("commit_count", 1);
-        for delivery in deliveries {
-            let frame = notification_frame(&delivery);
+        self.metrics.inc(ids::COMMIT_COUNT, 1);
+        // Every watcher of one change gets the same bytes: encode each event once and share the
+        // buffer (a fan-out to 1,000 watchers encoded 1,000 identical frames).
+        let mut last: Option<(i32, &str, Bytes)> = None;
+        for delivery in &deliveries {
+            let frame = match &last {
+                Some((event_type, path, frame)) if *event_type == delivery.event_type && *path == delivery.path => {
+                    frame.clone()
+                }
+                _ => {
+                    let frame = notification_frame(delivery);
+                    last = Some((delivery.event_type, &delivery.path, frame.clone()));
+                    frame
+                }
+            };
             self.send(delivery.watcher, frame);
         }
+        drop(last);
+        // Keep the allocation for the next txn.
+        let mut deliveries = deliveries;
+        deliveries.clear();
+        self.deliveries = deliveries;
         let zxid = self.tree.last_processed_zxid;
         match origin {
             Origin::Connect { conn } => {
@@ -842,9 +978,9 @@ impl Core {
         let latency = (now_mono - received_mono_ms).max(0);
         self.stats.record_latency(latency);
         if op.is_write() {
-            self.metrics.observe("updatelatency", latency);
+            self.metrics.observe(ids::UPDATELATENCY, latency);
         } else if op != OpCode::Ping {
-            self.metrics.observe("readlatency", latency);
+            self.metrics.observe(ids::READLATENCY, latency);
         }
         if let Some(conn) = self.conns.get_mut(&conn_id) {
             conn.outstanding = conn.outstanding.saturating_sub(1);
@@ -866,19 +1002,24 @@ impl Core {
         self.send(conn_id, frame);
     }
 
-    fn answer_read(&mut self, conn_id: ConnId, xid: i32, op: OpCode, mut body: Bytes, received_mono_ms: i64) {
+    fn answer_read(&mut self, read: ReadRequest) {
+        let ReadRequest { conn: conn_id, xid, op, mut body, received_mono_ms } = read;
         if !self.conns.contains_key(&conn_id) {
             return;
         }
         let zxid = self.tree.last_processed_zxid;
         let request = body.clone();
-        let frame = match self.execute_read(conn_id, op, &mut body) {
-            Ok(encode_body) => {
-                let xid = if op == OpCode::Ping { XID_PING } else { xid };
-                reply_frame(&ReplyHeader { xid, zxid, err: 0 }, |out| out.extend_from_slice(&encode_body))
+        // The record is encoded straight into the frame; the header goes in once the outcome is known.
+        let mut out = BytesMut::with_capacity(READ_REPLY_CAPACITY);
+        start_reply_frame(&mut out);
+        let header = match self.execute_read(conn_id, op, &mut body, &mut out) {
+            Ok(()) => ReplyHeader { xid: if op == OpCode::Ping { XID_PING } else { xid }, zxid, err: 0 },
+            Err(err) => {
+                out.truncate(REPLY_RECORD_OFFSET);
+                ReplyHeader { xid, zxid, err: err.code() }
             }
-            Err(err) => reply_frame(&ReplyHeader { xid, zxid, err: err.code() }, |_| {}),
         };
+        let frame = finish_reply_frame(out, &header);
         self.finish_reply(conn_id, op, xid, zxid, received_mono_ms, frame);
         self.log_if_slow(conn_id, op, received_mono_ms, || slow::request_path(op, &request));
     }
@@ -897,14 +1038,19 @@ impl Core {
         self.conns.get(&conn_id).map(|c| c.auth_ids.as_slice()).unwrap_or(&[])
     }
 
-    /// Runs a read (or a session/watch op) and returns the encoded response body.
-    fn execute_read(&mut self, conn_id: ConnId, op: OpCode, body: &mut Bytes) -> Result<BytesMut, ErrorCode> {
-        let mut out = BytesMut::new();
+    /// Runs a read (or a session/watch op) and appends the encoded response record to `out`.
+    fn execute_read(
+        &mut self,
+        conn_id: ConnId,
+        op: OpCode,
+        body: &mut Bytes,
+        out: &mut BytesMut,
+    ) -> Result<(), ErrorCode> {
         let marshalling = |_: DecodeError| ErrorCode::MarshallingError;
-        let auth = self.settings.prep.auth.clone();
+        let auth = &self.settings.prep.auth;
         match op {
             OpCode::Ping | OpCode::Sync if op == OpCode::Ping => {}
-            OpCode::Sync => PathRequest::decode(body).map_err(marshalling)?.encode(&mut out),
+            OpCode::Sync => PathRequest::decode(body).map_err(marshalling)?.encode(out),
             OpCode::Exists => {
                 let req = PathWatchRequest::decode(body).map_err(marshalling)?;
                 if req.path.contains('\0') {
@@ -915,56 +1061,58 @@ impl Core {
                     self.watches.add_data_watch(&req.path, conn_id);
                 }
                 let stat = self.tree.stat(&req.path).ok_or(ErrorCode::NoNode)?;
-                self.record_read(&req.path, 0);
-                StatResponse { stat }.encode(&mut out);
+                record_read(&mut self.metrics, &req.path, 0);
+                StatResponse { stat }.encode(out);
             }
             OpCode::GetData => {
                 let req = PathWatchRequest::decode(body).map_err(marshalling)?;
-                let info = self.tree.node_info(&req.path).ok_or(ErrorCode::NoNode)?;
-                check_acl(&info.acl, perms::READ, self.auth_ids(conn_id), &auth)?;
-                let (data, stat) = self.tree.get_data(&req.path).ok_or(ErrorCode::NoNode)?;
+                let node = self.tree.read(&req.path).ok_or(ErrorCode::NoNode)?;
+                check_acl(node.acl(), perms::READ, self.auth_ids(conn_id), auth)?;
+                encode_get_data_response(node.data(), &node.stat(), out);
+                let data_bytes = node.data().map_or(0, <[u8]>::len);
                 if req.watch {
                     self.watches.add_data_watch(&req.path, conn_id);
                 }
-                self.record_read(&req.path, data.as_ref().map_or(0, |d| d.len()));
-                GetDataResponse { data, stat }.encode(&mut out);
+                record_read(&mut self.metrics, &req.path, data_bytes);
             }
             OpCode::GetChildren | OpCode::GetChildren2 => {
                 let req = PathWatchRequest::decode(body).map_err(marshalling)?;
-                let info = self.tree.node_info(&req.path).ok_or(ErrorCode::NoNode)?;
-                check_acl(&info.acl, perms::READ, self.auth_ids(conn_id), &auth)?;
-                let (children, stat) = self.tree.children(&req.path).ok_or(ErrorCode::NoNode)?;
+                let node = self.tree.read(&req.path).ok_or(ErrorCode::NoNode)?;
+                check_acl(node.acl(), perms::READ, self.auth_ids(conn_id), auth)?;
+                // Names go from the tree straight into the reply (no Vec<String>).
+                let names = node.child_names();
+                out.reserve(names.len() * CHILD_NAME_ESTIMATE_BYTES + 4 + 68);
+                let stat = node.stat();
+                // read_per_namespace counts the names' lengths; summed while encoding, in one walk.
+                let mut name_units = 0;
+                let names = names.inspect(|name| name_units += java_length(name));
+                encode_children_response(names, (op == OpCode::GetChildren2).then_some(&stat), out);
                 if req.watch {
                     self.watches.add_child_watch(&req.path, conn_id);
                 }
-                self.record_read(&req.path, children.iter().map(|c| java_length(c)).sum());
-                if op == OpCode::GetChildren {
-                    GetChildrenResponse { children }.encode(&mut out);
-                } else {
-                    GetChildren2Response { children, stat }.encode(&mut out);
-                }
+                record_read(&mut self.metrics, &req.path, name_units);
             }
             OpCode::GetAcl => {
                 let req = PathRequest::decode(body).map_err(marshalling)?;
                 let (acl, stat) = self.tree.get_acl(&req.path).ok_or(ErrorCode::NoNode)?;
                 let ids = self.auth_ids(conn_id);
-                check_acl(&acl, perms::READ | perms::ADMIN, ids, &auth)?;
+                check_acl(&acl, perms::READ | perms::ADMIN, ids, auth)?;
                 let mut acl = acl.to_vec();
-                if check_acl(&acl, perms::ADMIN, ids, &auth).is_err() {
+                if check_acl(&acl, perms::ADMIN, ids, auth).is_err() {
                     // Without ADMIN, digest hashes are masked (`FinalRequestProcessor` getACL).
                     for entry in acl.iter_mut().filter(|a| a.id.scheme == "digest") {
                         let user = entry.id.id.split(':').next().unwrap_or("").to_owned();
                         entry.id.id = format!("{user}:x");
                     }
                 }
-                GetAclResponse { acl, stat }.encode(&mut out);
+                GetAclResponse { acl, stat }.encode(out);
             }
             OpCode::GetAllChildrenNumber => {
                 let req = PathRequest::decode(body).map_err(marshalling)?;
                 let info = self.tree.node_info(&req.path).ok_or(ErrorCode::NoNode)?;
-                check_acl(&info.acl, perms::READ, self.auth_ids(conn_id), &auth)?;
+                check_acl(&info.acl, perms::READ, self.auth_ids(conn_id), auth)?;
                 let total_number = self.tree.count_descendants(&req.path).ok_or(ErrorCode::NoNode)?;
-                GetAllChildrenNumberResponse { total_number }.encode(&mut out);
+                GetAllChildrenNumberResponse { total_number }.encode(out);
             }
             OpCode::GetEphemerals => {
                 let req = PathRequest::decode(body).map_err(marshalling)?;
@@ -976,7 +1124,7 @@ impl Core {
                     .into_iter()
                     .filter(|p| prefix.is_empty() || prefix == "/" || p.starts_with(req.path.as_str()))
                     .collect();
-                GetEphemeralsResponse { ephemerals }.encode(&mut out);
+                GetEphemeralsResponse { ephemerals }.encode(out);
             }
             OpCode::SetWatches => {
                 let req = SetWatches::decode(body).map_err(marshalling)?;
@@ -1002,7 +1150,7 @@ impl Core {
                     _ => return Err(ErrorCode::MarshallingError),
                 };
                 self.watches.add_persistent_watch(&req.path, conn_id, recursive);
-                ErrorResponse { err: 0 }.encode(&mut out);
+                ErrorResponse { err: 0 }.encode(out);
             }
             OpCode::CheckWatches | OpCode::RemoveWatches => {
                 let req = WatchTypeRequest::decode(body).map_err(marshalling)?;
@@ -1022,7 +1170,7 @@ impl Core {
                     .iter()
                     .map(|id| ClientInfo { auth_scheme: id.scheme.clone(), user: user_name(id) })
                     .collect();
-                WhoAmIResponse { client_info }.encode(&mut out);
+                WhoAmIResponse { client_info }.encode(out);
             }
             OpCode::MultiRead => {
                 let ops = decode_multi(body).map_err(marshalling)?;
@@ -1031,22 +1179,22 @@ impl Core {
                 }
                 let mut results = Vec::with_capacity(ops.len());
                 for op in &ops {
-                    let result = self.multi_read_op(conn_id, op, &auth);
+                    let result = self.multi_read_op(conn_id, op, auth);
                     let (MultiOp::GetChildren(r) | MultiOp::GetData(r)) = op else { unreachable!("all reads") };
                     match &result {
-                        MultiResult::GetData(data, _) => self.record_read(&r.path, data.as_ref().map_or(0, |d| d.len())),
+                        MultiResult::GetData(data, _) => record_read(&mut self.metrics, &r.path, data.as_ref().map_or(0, |d| d.len())),
                         MultiResult::GetChildren(children) => {
-                            self.record_read(&r.path, children.iter().map(|c| java_length(c)).sum())
+                            record_read(&mut self.metrics, &r.path, children.iter().map(|c| java_length(c)).sum())
                         }
                         _ => {}
                     }
                     results.push(result);
                 }
-                encode_multi_response(&results, &mut out);
+                encode_multi_response(&results, out);
             }
             _ => return Err(ErrorCode::Unimplemented),
         }
-        Ok(out)
+        Ok(())
     }
 
     fn multi_read_op(&self, conn_id: ConnId, op: &MultiOp, auth: &crate::server::auth::AuthSettings) -> MultiResult {
@@ -1121,7 +1269,7 @@ impl Core {
     pub fn tick(&mut self, now: Now) {
         self.now = now;
         for session_id in self.sessions.expire(now.mono_ms) {
-            self.metrics.inc("stale_sessions_expired", 1);
+            self.metrics.inc(ids::STALE_SESSIONS_EXPIRED, 1);
             let paths_to_delete = closing_session_paths(session_id, &self.tree, &self.overlay);
             let header = self.next_header(session_id, 0, now, OpCode::CloseSession as i32);
             self.enqueue_txn(Origin::Internal, Txn { header, body: TxnBody::CloseSession { paths_to_delete } });
@@ -1149,12 +1297,6 @@ impl Core {
         self.drain();
     }
 
-    /// `read_per_namespace` (`DataTree.updateReadStat`): exists, getData and getChildren that succeed.
-    fn record_read(&mut self, path: &str, payload_bytes: usize) {
-        if let Some(namespace) = top_namespace(path) {
-            self.metrics.observe_in_set("read_per_namespace", namespace, read_stat_bytes(path, payload_bytes));
-        }
-    }
 
     /// `write_per_namespace` (`DataTree.updateWriteStat`): every node created, deleted or given data,
     /// session-close and container deletions included. The data size is the node's after the whole
@@ -1176,10 +1318,10 @@ impl Core {
     fn observe_watch_fanout(&mut self, deliveries: &[Delivery]) {
         use crate::proto::consts::event_type::*;
         for (event_type, name) in [
-            (NODE_CREATED, "node_created_watch_count"),
-            (NODE_DELETED, "node_deleted_watch_count"),
-            (NODE_DATA_CHANGED, "node_changed_watch_count"),
-            (NODE_CHILDREN_CHANGED, "node_children_watch_count"),
+            (NODE_CREATED, ids::NODE_CREATED_WATCH_COUNT),
+            (NODE_DELETED, ids::NODE_DELETED_WATCH_COUNT),
+            (NODE_DATA_CHANGED, ids::NODE_CHANGED_WATCH_COUNT),
+            (NODE_CHILDREN_CHANGED, ids::NODE_CHILDREN_WATCH_COUNT),
         ] {
             let n = deliveries.iter().filter(|d| d.event_type == event_type).count();
             if n > 0 {
@@ -1230,6 +1372,13 @@ fn notification_frame(delivery: &Delivery) -> Bytes {
         WatcherEvent { event_type: delivery.event_type, state: STATE_SYNC_CONNECTED, path: delivery.path.clone() }
             .encode(out)
     })
+}
+
+/// `read_per_namespace` (`DataTree.updateReadStat`): exists, getData and getChildren that succeed.
+fn record_read(metrics: &mut ServerMetrics, path: &str, payload_bytes: usize) {
+    if let Some(namespace) = top_namespace(path) {
+        metrics.observe_in_set("read_per_namespace", namespace, read_stat_bytes(path, payload_bytes));
+    }
 }
 
 #[cfg(test)]

@@ -265,3 +265,156 @@ fn log_failure_refuses_pending_writes_in_order_and_rewinds() {
     core.persisted_through(2, now(4));
     assert_eq!(reply_header(&core.take_outputs()[0]).0, ReplyHeader { xid: 4, zxid: 2, err: 0 });
 }
+
+/// Connects `conn` to a core with a real commit point and makes its session durable.
+fn connect_durable(core: &mut Core, conn: ConnId) -> i64 {
+    core.connect(conn, addr(), ConnectRequest { time_out: 30000, passwd: Bytes::from_static(&[0; 16]), ..Default::default() }, false, now(0));
+    let zxid = core.take_unpersisted().last().expect("createSession txn").header.zxid;
+    core.persisted_through(zxid, now(0));
+    let outputs = core.take_outputs();
+    let Output::Send(c, frame) = &outputs[0] else { panic!("{outputs:?}") };
+    assert_eq!(*c, conn);
+    ConnectResponse::decode(&mut frame.slice(4..)).unwrap().session_id
+}
+
+/// (connection, xid, err) of each output frame; events have xid -1.
+fn replies(outputs: &[Output]) -> Vec<(ConnId, i32, i32)> {
+    outputs
+        .iter()
+        .map(|o| {
+            let Output::Send(conn, _) = o else { panic!("{o:?}") };
+            let (header, _) = reply_header(o);
+            (*conn, header.xid, header.err)
+        })
+        .collect()
+}
+
+fn exists(path: &str, watch: bool) -> PathWatchRequest {
+    PathWatchRequest { path: path.into(), watch }
+}
+
+/// ZooKeeper's quorum `CommitProcessor` rule: a session's reads wait only for that session's own
+/// pending writes. Another session's read is answered from the applied tree at once, so it cannot
+/// see the write that is not durable yet.
+#[test]
+fn reads_of_other_sessions_bypass_a_pending_write() {
+    let mut core = Core::restored(settings(), DataTree::new(true), &[], 0, None, now(0));
+    connect_durable(&mut core, 1);
+    connect_durable(&mut core, 2);
+    assert!(request(&mut core, 1, 1, OpCode::Create, &create("/a", 0)).is_empty(), "not durable yet");
+    let out = request(&mut core, 2, 1, OpCode::Exists, &exists("/a", false));
+    assert_eq!(replies(&out), vec![(2, 1, ErrorCode::NoNode.code())], "answered now, without the pending create");
+    assert_eq!(reply_header(&out[0]).0.zxid, 2, "the zxid of the applied tree");
+    let out = request(&mut core, 2, 2, OpCode::GetData, &exists("/", false));
+    assert_eq!(replies(&out), vec![(2, 2, 0)]);
+    assert_eq!(core.outstanding(), 1);
+    let zxid = core.take_unpersisted()[0].header.zxid;
+    core.persisted_through(zxid, now(2));
+    assert_eq!(replies(&core.take_outputs()), vec![(1, 1, 0)]);
+    assert_eq!(core.outstanding(), 0);
+}
+
+/// A session's read after its own pending write waits for it, and the replies leave in request
+/// order, interleaved correctly with the session's later writes.
+#[test]
+fn a_sessions_read_waits_for_its_own_pending_write() {
+    let mut core = Core::restored(settings(), DataTree::new(true), &[], 0, None, now(0));
+    connect_durable(&mut core, 1);
+    connect_durable(&mut core, 2);
+    assert!(request(&mut core, 1, 1, OpCode::Create, &create("/a", 0)).is_empty());
+    assert!(request(&mut core, 1, 2, OpCode::Exists, &exists("/a", false)).is_empty(), "waits for xid 1");
+    assert!(request(&mut core, 1, 3, OpCode::Create, &create("/a/b", 0)).is_empty());
+    assert!(request(&mut core, 1, 4, OpCode::GetChildren, &exists("/a", false)).is_empty(), "waits for xid 3");
+    assert_eq!(core.outstanding(), 4);
+    let txns = core.take_unpersisted();
+    assert_eq!(txns.len(), 2);
+    // Only the first write is durable: its reply and the read behind it leave, nothing more.
+    core.persisted_through(txns[0].header.zxid, now(2));
+    let out = core.take_outputs();
+    assert_eq!(replies(&out), vec![(1, 1, 0), (1, 2, 0)], "the read sees its own write");
+    assert_eq!(core.outstanding(), 2);
+    // Session 2 is not held up meanwhile.
+    assert_eq!(replies(&request(&mut core, 2, 1, OpCode::Exists, &exists("/a/b", false))), vec![(2, 1, ErrorCode::NoNode.code())]);
+    core.persisted_through(txns[1].header.zxid, now(3));
+    let out = core.take_outputs();
+    assert_eq!(replies(&out), vec![(1, 3, 0), (1, 4, 0)]);
+    let mut body = reply_header(&out[1]).1;
+    assert_eq!(crate::proto::GetChildrenResponse::decode(&mut body).unwrap().children, vec!["b".to_string()]);
+    assert_eq!(core.outstanding(), 0);
+}
+
+/// Watches and the read bypass: a read that registers a watch while another session's write is
+/// pending gets its reply first and the event when the write applies; a read that waited behind
+/// its own write gets its reply before the event of any later txn; and no read sees a change
+/// before the watch event for it has been queued.
+#[test]
+fn watch_events_never_overtake_the_reply_that_registered_them() {
+    let mut core = Core::restored(settings(), DataTree::new(true), &[], 0, None, now(0));
+    connect_durable(&mut core, 1);
+    connect_durable(&mut core, 2);
+    // Session 1's create of /w is pending; session 2 watches /w and is answered at once.
+    assert!(request(&mut core, 1, 1, OpCode::Create, &create("/w", 0)).is_empty());
+    assert_eq!(replies(&request(&mut core, 2, 1, OpCode::Exists, &exists("/w", true))), vec![(2, 1, ErrorCode::NoNode.code())]);
+    // Session 2 now writes too, then reads /w behind its own pending write.
+    assert!(request(&mut core, 2, 2, OpCode::Create, &create("/other", 0)).is_empty());
+    assert!(request(&mut core, 2, 3, OpCode::GetData, &exists("/w", true)).is_empty());
+    // Session 1 reads /y with a watch behind its own write; session 2 then creates /y.
+    assert!(request(&mut core, 1, 2, OpCode::Exists, &exists("/y", true)).is_empty());
+    assert!(request(&mut core, 2, 4, OpCode::Create, &create("/y", 0)).is_empty());
+    let last = core.take_unpersisted().last().unwrap().header.zxid;
+    core.persisted_through(last, now(2));
+    let out = core.take_outputs();
+    assert_eq!(
+        replies(&out),
+        vec![
+            // Apply of /w: session 2's event comes before session 1's reply, and session 1's
+            // waiting exists(/y) runs right after that reply, registering its watch.
+            (2, -1, 0),
+            (1, 1, 0),
+            (1, 2, ErrorCode::NoNode.code()),
+            // Apply of /other, then session 2's getData(/w), which sees /w after its event.
+            (2, 2, 0),
+            (2, 3, 0),
+            // Apply of /y: the watch registered by exists(/y) fires after that exists' reply.
+            (1, -1, 0),
+            (2, 4, 0),
+        ]
+    );
+    let event = |i: usize| WatcherEvent::decode(&mut reply_header(&out[i]).1).unwrap();
+    assert_eq!((event(0).event_type, event(0).path.as_str()), (1, "/w"));
+    assert_eq!((event(5).event_type, event(5).path.as_str()), (1, "/y"));
+}
+
+/// sync orders like a write: its reply waits for every txn prepped before it, whichever session
+/// sent it, and the session's reads behind the sync wait for it.
+#[test]
+fn sync_waits_for_all_earlier_writes_and_holds_later_reads() {
+    let mut core = Core::restored(settings(), DataTree::new(true), &[], 0, None, now(0));
+    connect_durable(&mut core, 1);
+    connect_durable(&mut core, 2);
+    assert!(request(&mut core, 1, 1, OpCode::Create, &create("/a", 0)).is_empty());
+    assert!(request(&mut core, 2, 1, OpCode::Sync, &PathRequest { path: "/a".into() }).is_empty());
+    assert!(request(&mut core, 2, 2, OpCode::Exists, &exists("/a", false)).is_empty());
+    let zxid = core.take_unpersisted()[0].header.zxid;
+    core.persisted_through(zxid, now(2));
+    assert_eq!(replies(&core.take_outputs()), vec![(1, 1, 0), (2, 1, 0), (2, 2, 0)]);
+    assert_eq!(core.outstanding(), 0);
+}
+
+/// A session that reconnects on a new connection while its old connection's write is pending:
+/// reads on the new connection still wait for it (ordering is per session, not per connection).
+#[test]
+fn reads_after_a_reconnect_wait_for_the_sessions_pending_write() {
+    let mut core = Core::restored(settings(), DataTree::new(true), &[], 0, None, now(0));
+    let session_id = connect_durable(&mut core, 1);
+    assert!(request(&mut core, 1, 1, OpCode::Create, &create("/a", 0)).is_empty());
+    let passwd = Bytes::copy_from_slice(&session_password(session_id));
+    core.connect(2, addr(), ConnectRequest { time_out: 30000, session_id, passwd, ..Default::default() }, false, now(1));
+    core.take_outputs();
+    assert!(request(&mut core, 2, 1, OpCode::Exists, &exists("/a", false)).is_empty());
+    let zxid = core.take_unpersisted()[0].header.zxid;
+    core.persisted_through(zxid, now(2));
+    // The write's reply still goes to the old (closing) connection, whose frames the driver
+    // drops; the new connection's read follows it and sees the write.
+    assert_eq!(replies(&core.take_outputs()), vec![(1, 1, 0), (2, 1, 0)]);
+}
