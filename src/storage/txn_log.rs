@@ -109,6 +109,8 @@ pub fn decode_txn(mut bytes: Bytes) -> Result<Txn, crate::jute::DecodeError> {
 
 /// Size of one memtable of the txns family.
 const TXNS_MEMTABLE_BYTES: usize = 8 << 20;
+/// Bound on the write-ahead log files kept (`max_total_wal_size`): a few memtables' worth.
+const WAL_TOTAL_BYTES_MAX: u64 = 4 * TXNS_MEMTABLE_BYTES as u64;
 
 impl TxnLog {
     /// Opens (creating if needed) the log in `dir`.
@@ -153,6 +155,11 @@ impl TxnLog {
         options.set_paranoid_checks(true);
         options.set_max_open_files(256);
         options.set_keep_log_file_num(4);
+        // A WAL file is deleted only once every column family's memtable holding its writes is
+        // flushed. The meta family is written rarely (a few keys), so without a bound it pinned
+        // every WAL file since the start: the txns were kept twice on disk and every restart read
+        // them all again. Past this total RocksDB flushes the family holding the oldest file.
+        options.set_max_total_wal_size(WAL_TOTAL_BYTES_MAX);
         options
     }
 
