@@ -176,8 +176,9 @@ pub struct Persistence {
     pub fsync_warning_threshold_ms: i64,
 }
 
-/// Nodes written per snapshot step between events.
-const SNAPSHOT_STEP_NODES: usize = 4096;
+/// Nodes written per snapshot step between events: about 0.2 ms of the pipeline's time, so a
+/// snapshot in progress adds little to any request's latency.
+const SNAPSHOT_STEP_NODES: usize = 1024;
 
 fn next_random(state: &mut u64) -> u64 {
     // xorshift64*: the snapshot jitter only needs to differ between servers and snapshots.
@@ -292,14 +293,21 @@ pub async fn run_core(
             if !txns.is_empty() {
                 p.writer.submit(core.log_generation(), txns);
             }
-            if snapshot_job.is_none() && core.txns_since_snapshot() >= snapshot_at {
+            if core.txns_since_snapshot() >= snapshot_at {
+                // ZooKeeper's `SyncRequestProcessor`: when the count is reached while the previous
+                // snapshot is still being written, this one is skipped and the count starts over,
+                // so a server that writes faster than it snapshots does not snapshot back to back.
                 let zxid = core.last_processed_zxid();
-                match SnapshotJob::start(&p.snapshot_dir, zxid, &core.sessions.sessions()) {
-                    Ok(job) => {
-                        info!(zxid = format_args!("{zxid:#x}"), "snapshot started");
-                        snapshot_job = Some(job);
+                if snapshot_job.is_some() {
+                    warn!(zxid = format_args!("{zxid:#x}"), "too busy to snap, skipping");
+                } else {
+                    match SnapshotJob::start(&p.snapshot_dir, zxid, &core.sessions.sessions()) {
+                        Ok(job) => {
+                            info!(zxid = format_args!("{zxid:#x}"), "snapshot started");
+                            snapshot_job = Some(job);
+                        }
+                        Err(e) => warn!("cannot start a snapshot: {e}"),
                     }
-                    Err(e) => warn!("cannot start a snapshot: {e}"),
                 }
                 core.snapshot_started();
                 snapshot_at = snapshot_threshold(p.snap_count, &mut rng);

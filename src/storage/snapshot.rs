@@ -84,7 +84,8 @@ pub fn list(dir: &Path) -> Vec<(i64, PathBuf)> {
 /// Encodes snapshot records; the core feeds it nodes in steps and hands the bytes to the writer.
 #[derive(Debug, Default)]
 pub struct SnapshotEncoder {
-    acl_ids: HashMap<Arc<[Acl]>, i32>,
+    /// foldhash, not SipHash: every node's ACL is looked up here.
+    acl_ids: HashMap<Arc<[Acl]>, i32, foldhash::fast::FixedState>,
     out: BytesMut,
 }
 
@@ -130,7 +131,11 @@ impl SnapshotEncoder {
 
     /// Bytes encoded since the last call.
     pub fn take(&mut self) -> Bytes {
-        self.out.split().freeze()
+        let chunk = self.out.split();
+        // The next chunk is about as big: one allocation for it now, instead of growing the buffer
+        // by doubling, which copied every chunk several times on the pipeline's thread.
+        self.out.reserve(chunk.len());
+        chunk.freeze()
     }
 
     /// The end record (the writer adds the checksum trailer).

@@ -107,18 +107,6 @@ pub enum ApplyResult {
     Multi(Vec<ApplyResult>),
 }
 
-/// One node as a snapshot sees it.
-pub struct SnapshotView<'a> {
-    /// Data.
-    pub data: Option<&'a [u8]>,
-    /// ACL.
-    pub acl: Arc<[Acl]>,
-    /// Persisted stat.
-    pub stat: &'a StatPersisted,
-    /// Child names, newest first.
-    pub children_newest_first: Vec<&'a str>,
-}
-
 /// What prep needs to know about a node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeInfo {
@@ -829,39 +817,8 @@ impl DataTree {
 
     /// Visits every node in pre-order (parents before children), as snapshots are written: the
     /// root first with path `/`, then `/a`, `/a/b`, ... Children in creation order. No recursion.
-    pub fn visit_preorder(&self, mut visit: impl FnMut(&str, Option<&[u8]>, &[Acl], &StatPersisted)) {
-        // (node, length of the parent's path within `path`)
-        let mut stack: Vec<(NodeId, usize)> = vec![(ROOT, 0)];
-        let mut path = String::new();
-        while let Some((id, parent_len)) = stack.pop() {
-            let node = self.node(id);
-            path.truncate(parent_len);
-            if id != ROOT {
-                path.push('/');
-                path.push_str(&node.name);
-            }
-            let shown = if id == ROOT { "/" } else { path.as_str() };
-            visit(shown, node.data.as_deref(), &self.acls.get(node.acl), &node.stat);
-            // Push children newest-first so they pop oldest-first (creation order).
-            let mut child = node.first_child;
-            while child != NONE {
-                stack.push((child, path.len()));
-                child = self.node(child).next_sibling;
-            }
-        }
-    }
-
-    /// The node at `path` with its child names, for the snapshot cursor.
-    pub fn snapshot_view(&self, path: &str) -> Option<SnapshotView<'_>> {
-        let node = self.node(self.lookup(path)?);
-        let mut children = Vec::with_capacity(node.num_children as usize);
-        let mut child = node.first_child;
-        while child != NONE {
-            let c = self.node(child);
-            children.push(&*c.name);
-            child = c.next_sibling;
-        }
-        Some(SnapshotView { data: node.data.as_deref(), acl: self.acls.get(node.acl), stat: &node.stat, children_newest_first: children })
+    pub fn visit_preorder(&self, visit: impl FnMut(&str, Option<&[u8]>, &[Acl], &StatPersisted)) {
+        SnapshotCursor::default().step(self, usize::MAX, visit);
     }
 
     /// Whether TTL owners are decoded (`extendedTypesEnabled`).

@@ -378,7 +378,7 @@ impl Core {
         self.txns_since_snapshot
     }
 
-    /// A snapshot starts now.
+    /// The snapshot count starts over (a snapshot started, or was skipped as too busy).
     pub fn snapshot_started(&mut self) {
         self.txns_since_snapshot = 0;
     }
