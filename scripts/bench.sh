@@ -194,6 +194,9 @@ main() {
     syncs=$(measure_disk_syncs)
     log "disk: $syncs fdatasync/s"
     row "{\"server\":\"_machine\",\"workload\":\"disk\",\"mode\":\"fdatasync\",\"syncs_per_sec\":$syncs}"
+    # The latency rows' floor: a loopback round trip through the generator to a bare echo server.
+    "$CARGO_TARGET_DIR/release/ferrokeeper-bench" --label _machine --json "$BENCH_OUT/results.jsonl" \
+        rtt-floor --secs "$SECS" >&2
     local kind
     for kind in $BENCH_SERVERS; do
         log "=== $kind"

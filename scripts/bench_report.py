@@ -101,6 +101,11 @@ def main(out_dir):
                 row += ["-" if v is None else f"{v:.1f}"]
             body.append(row)
         table(title, cols, body)
+        floor = index.get(("_machine", "rttFloor", "latency"))
+        if mode == "latency" and floor is not None:
+            lines.insert(len(lines) - 1, "floor of this machine, 1 in flight: a loopback round trip to a server that only "
+                         f"echoes (ferrokeeper-bench rtt-floor): p50 {fmt_us(floor['p50_us'])}, "
+                         f"p99 {fmt_us(floor['p99_us'])}, p99.9 {fmt_us(floor['p999_us'])}")
 
     cols = ["figure"] + servers + [f"x {o}" for o in others]
     body = []

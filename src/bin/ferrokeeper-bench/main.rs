@@ -118,6 +118,14 @@ enum Command {
         #[arg(long, default_value_t = 10_000)]
         sessions: usize,
     },
+    /// The machine's floor for the latency rows: round trips of a getData-sized frame, one in
+    /// flight, through this generator's client code against a server that only echoes (a blocking
+    /// thread in this process, on loopback). No ZooKeeper server can answer faster than this.
+    RttFloor {
+        /// Measured window.
+        #[arg(long, default_value_t = 8.0)]
+        secs: f64,
+    },
     /// Time from `since_epoch_ms` (when the script started the server) to the first served read.
     FirstRead {
         /// Node to read.
@@ -180,6 +188,7 @@ async fn run(cli: &Cli) -> Result<Outcome, WireError> {
         }
         Command::Watch { sessions, rounds } => run_watch(cli, (*sessions).max(1), (*rounds).max(1)).await?,
         Command::Connect { sessions } => run_connect(cli, (*sessions).max(1)).await?,
+        Command::RttFloor { secs } => run_rtt_floor(Duration::from_secs_f64(*secs)).await?,
         Command::FirstRead {
             path,
             since_epoch_ms,
@@ -725,6 +734,59 @@ async fn run_connect(cli: &Cli, count: usize) -> Result<Outcome, WireError> {
 
 // ---------------------------------------------------------------------------------------------
 // Restart: first served read
+
+/// Frame size of the floor's round trips: about a getData request (header, path, watch flag).
+const RTT_FLOOR_FRAME_BYTES: usize = 40;
+
+async fn run_rtt_floor(window: Duration) -> Result<Outcome, WireError> {
+    use std::io::{Read, Write};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let address = listener.local_addr()?;
+    // The echo side: accepts one connection and answers every frame as it arrives; it ends when
+    // the client closes.
+    std::thread::spawn(move || -> std::io::Result<()> {
+        let (mut stream, _) = listener.accept()?;
+        stream.set_nodelay(true)?;
+        let mut frame = [0u8; RTT_FLOOR_FRAME_BYTES];
+        loop {
+            stream.read_exact(&mut frame)?;
+            stream.write_all(&frame)?;
+        }
+    });
+    let mut stream = tokio::net::TcpStream::connect(address).await?;
+    stream.set_nodelay(true)?;
+    let mut frame = [7u8; RTT_FLOOR_FRAME_BYTES];
+    let mut latency = Histogram::default();
+    let warmup_until = Instant::now() + Duration::from_millis(500);
+    let mut started: Option<Instant> = None;
+    let mut ops = 0u64;
+    loop {
+        let sent = Instant::now();
+        stream.write_all(&frame).await?;
+        stream.read_exact(&mut frame).await?;
+        let now = Instant::now();
+        match started {
+            None if now >= warmup_until => started = Some(now),
+            None => {}
+            Some(start) if now.duration_since(start) >= window => break,
+            Some(_) => {
+                latency.record(now.duration_since(sent).as_nanos() as u64);
+                ops += 1;
+            }
+        }
+    }
+    Ok(Outcome {
+        workload: "rttFloor".into(),
+        mode: "latency".into(),
+        sessions: 1,
+        outstanding: 1,
+        ops,
+        secs: window.as_secs_f64(),
+        latency,
+        ..Outcome::default()
+    })
+}
 
 async fn run_first_read(cli: &Cli, path: &str, since_epoch_ms: u64, deadline: Duration) -> Result<Outcome, WireError> {
     let give_up = Instant::now() + deadline;
