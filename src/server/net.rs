@@ -342,8 +342,50 @@ pub async fn run_core(
         if !txns.is_empty() {
             p.writer.submit(core.log_generation(), txns);
         }
+        if snapshot_job.is_some() || core.txns_since_snapshot() > 0 {
+            snapshot_at_shutdown(&core, p, snapshot_job.take()).await;
+        }
     }
     persistence
+}
+
+/// Nodes written per snapshot step at shutdown, when no request waits for the pipeline.
+const SHUTDOWN_SNAPSHOT_STEP_NODES: usize = 65_536;
+
+/// Snapshots the tree as the pipeline stops, so the next start loads it instead of replaying every
+/// txn since the last periodic snapshot (up to snapCount of them). ZooKeeper does not do this: its
+/// next start replays the log. A crash (kill -9) skips it and loses nothing: the log holds every
+/// txn, and a snapshot cut short is never renamed into place.
+async fn snapshot_at_shutdown(core: &Core, p: &Persistence, running: Option<SnapshotJob>) {
+    let zxid = core.last_processed_zxid();
+    let mut job = match running {
+        // Started at the current state: finishing it is the snapshot wanted.
+        Some(job) if core.txns_since_snapshot() == 0 => job,
+        older => {
+            // An unfinished snapshot of an older state (its file is never renamed into place).
+            drop(older);
+            match SnapshotJob::start(&p.snapshot_dir, zxid, &core.sessions.sessions()) {
+                Ok(job) => job,
+                Err(e) => {
+                    warn!("cannot take the shutdown snapshot (the log holds every txn): {e}");
+                    return;
+                }
+            }
+        }
+    };
+    loop {
+        match job.step(&core.tree, SHUTDOWN_SNAPSHOT_STEP_NODES) {
+            SnapshotProgress::Running => tokio::time::sleep(Duration::from_millis(1)).await,
+            SnapshotProgress::Finished { nodes, path, elapsed, .. } => {
+                info!(zxid = format_args!("{zxid:#x}"), nodes, file = %path.display(), elapsed_ms = elapsed.as_millis() as u64, "shutdown snapshot written");
+                return;
+            }
+            SnapshotProgress::Failed(e) => {
+                warn!("shutdown snapshot failed (the log holds every txn): {e}");
+                return;
+            }
+        }
+    }
 }
 
 /// autopurge: keeps the newest `snapRetainCount` snapshots and drops the log before the oldest kept.
