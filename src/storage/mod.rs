@@ -480,10 +480,10 @@ fn writer_loop(
 }
 
 /// Lowers the calling thread's CPU priority to the lowest (nice 19). The snapshot writer spends
-/// most of its time in the kernel copying the file into the page cache (39% of the server's
-/// samples under create load before the snapshot fixes of this commit's series); on a small machine
-/// that CPU must not be taken from the request pipeline. Snapshots are background work with no
-/// deadline: the log holds every txn until one completes.
+/// most of its time in the kernel copying the file into the page cache (up to 39% of the server's
+/// samples in a profile under create load); on a small machine that CPU must not be taken from the
+/// request pipeline. Snapshots are background work with no deadline: the log holds every txn until
+/// one completes.
 fn lower_thread_priority() {
     // On Linux, "process" 0 is the calling thread: threads have nice values of their own.
     if let Err(e) = rustix::process::setpriority_process(None, 19) {
