@@ -217,6 +217,12 @@ mod tests {
     }
 
     impl Applier {
+        fn new() -> Applier {
+            Applier {
+                tree: DataTree::new(false),
+                zxid: 0,
+            }
+        }
         fn apply(&mut self, body: TxnBody) {
             self.zxid += 1;
             let header = TxnHeader {
@@ -242,6 +248,13 @@ mod tests {
         }
     }
 
+    fn assert_written_once(seen: &[String]) {
+        let mut unique = seen.to_vec();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), seen.len(), "a node was written twice: {seen:?}");
+    }
+
     fn paths_in_steps(tree: &DataTree, step: usize) -> Vec<String> {
         let mut cursor = SnapshotCursor::default();
         let mut paths = Vec::new();
@@ -251,10 +264,7 @@ mod tests {
 
     #[test]
     fn walks_in_preorder_in_creation_order_in_any_step_size() {
-        let mut a = Applier {
-            tree: DataTree::new(false),
-            zxid: 0,
-        };
+        let mut a = Applier::new();
         for path in ["/b", "/a", "/a/y", "/a/x", "/a/x/1", "/c"] {
             a.create(path);
         }
@@ -280,10 +290,7 @@ mod tests {
 
     #[test]
     fn changes_between_steps_never_write_a_wrong_path_and_keep_untouched_nodes() {
-        let mut a = Applier {
-            tree: DataTree::new(false),
-            zxid: 0,
-        };
+        let mut a = Applier::new();
         for path in ["/p", "/p/a", "/p/b", "/p/c", "/q", "/q/deep", "/q/deep/leaf", "/r"] {
             a.create(path);
         }
@@ -311,18 +318,12 @@ mod tests {
                 "{path} written but not in the tree: {seen:?}"
             );
         }
-        let mut unique = seen.clone();
-        unique.sort();
-        unique.dedup();
-        assert_eq!(unique.len(), seen.len(), "a node was written twice: {seen:?}");
+        assert_written_once(&seen);
     }
 
     #[test]
     fn a_deleted_frame_drops_its_subtree_only() {
-        let mut a = Applier {
-            tree: DataTree::new(false),
-            zxid: 0,
-        };
+        let mut a = Applier::new();
         for path in ["/a", "/a/b", "/a/b/c", "/a/b/d", "/a/z"] {
             a.create(path);
         }
@@ -349,10 +350,7 @@ mod tests {
 
     #[test]
     fn a_wide_node_is_collected_over_steps_while_children_come_and_go() {
-        let mut a = Applier {
-            tree: DataTree::new(false),
-            zxid: 0,
-        };
+        let mut a = Applier::new();
         a.create("/w");
         for i in 0..300 {
             a.create(&format!("/w/c{i}"));
@@ -385,18 +383,12 @@ mod tests {
             let path = format!("/w/c{i}");
             assert_eq!(seen.iter().filter(|p| **p == path).count(), 1, "{path} in {seen:?}");
         }
-        let mut unique = seen.clone();
-        unique.sort();
-        unique.dedup();
-        assert_eq!(unique.len(), seen.len(), "a node was written twice");
+        assert_written_once(&seen);
     }
 
     #[test]
     fn collection_resumes_after_its_last_child_was_deleted() {
-        let mut a = Applier {
-            tree: DataTree::new(false),
-            zxid: 0,
-        };
+        let mut a = Applier::new();
         a.create("/w");
         for i in 0..20 {
             a.create(&format!("/w/c{i}"));
