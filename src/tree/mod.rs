@@ -19,6 +19,7 @@
 
 mod acl_table;
 pub mod digest;
+mod name_data;
 mod restorer;
 mod snapshot_cursor;
 
@@ -37,6 +38,7 @@ pub use snapshot_cursor::SnapshotCursor;
 use crate::proto::consts::{CONTAINER_EPHEMERAL_OWNER, CONFIG_PATH, EXTENDED_MASK, QUOTA_PATH, ZOOKEEPER_PATH};
 use crate::proto::txn::{Txn, TxnBody};
 use crate::proto::{Acl, ErrorCode, Id, Stat, StatPersisted};
+use name_data::NameData;
 
 /// Index of a node in the slab.
 pub type NodeId = u32;
@@ -120,8 +122,7 @@ pub struct NodeInfo {
 
 #[derive(Debug)]
 struct Node {
-    name: Box<str>,
-    data: Option<Box<[u8]>>,
+    name_data: NameData,
     stat: StatPersisted,
     acl: AclId,
     parent: NodeId,
@@ -169,7 +170,7 @@ impl<'a> NodeRef<'a> {
 
     /// The data (None for a node created with null data).
     pub fn data(&self) -> Option<&'a [u8]> {
-        self.node.data.as_deref()
+        self.node.name_data.data()
     }
 
     /// The node's ACL.
@@ -210,7 +211,7 @@ impl<'a> Iterator for ChildNames<'a> {
         let node = self.tree.node(self.next);
         self.next = node.prev_sibling;
         self.remaining = self.remaining.saturating_sub(1);
-        Some(&node.name)
+        Some(node.name_data.name())
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -227,7 +228,7 @@ pub fn split_parent(path: &str) -> Option<(&str, &str)> {
     Some((parent, &path[slash + 1..]))
 }
 
-fn hash_key(hasher: &FixedState, parent: NodeId, name: &str) -> u64 {
+fn hash_key(hasher: &FixedState, parent: NodeId, name: &[u8]) -> u64 {
     hasher.hash_one((parent, name))
 }
 
@@ -252,8 +253,7 @@ impl DataTree {
         let open = tree.acls.intern(&crate::proto::open_acl_unsafe());
         // ZooKeeper's own nodes hold empty (not null) data (`DataTree` constructor).
         tree.nodes.push(Some(Node {
-            name: "".into(),
-            data: Some(Box::from([])),
+            name_data: NameData::new("", Some(&[])),
             stat: StatPersisted::default(),
             acl: open,
             parent: NONE,
@@ -289,10 +289,10 @@ impl DataTree {
     }
 
     fn find_child(&self, parent: NodeId, name: &str) -> Option<NodeId> {
-        let hash = hash_key(&self.hasher, parent, name);
+        let hash = hash_key(&self.hasher, parent, name.as_bytes());
         let nodes = &self.nodes;
         self.index
-            .find(hash, |&id| matches!(&nodes[id as usize], Some(n) if n.parent == parent && &*n.name == name))
+            .find(hash, |&id| matches!(&nodes[id as usize], Some(n) if n.parent == parent && n.name_data.name_bytes() == name.as_bytes()))
             .copied()
     }
 
@@ -330,7 +330,7 @@ impl DataTree {
             cversion: s.cversion.wrapping_mul(2).wrapping_sub(node.num_children as i32),
             aversion: s.aversion,
             ephemeral_owner,
-            data_length: node.data.as_ref().map_or(0, |d| d.len() as i32),
+            data_length: node.name_data.data_len() as i32,
             num_children: node.num_children as i32,
             pzxid: s.pzxid,
         }
@@ -344,7 +344,7 @@ impl DataTree {
     /// Data and Stat of the node at `path`.
     pub fn get_data(&self, path: &str) -> Option<(Option<Bytes>, Stat)> {
         let node = self.node(self.lookup(path)?);
-        Some((node.data.as_ref().map(|d| Bytes::copy_from_slice(d)), self.client_stat(node)))
+        Some((node.name_data.data().map(Bytes::copy_from_slice), self.client_stat(node)))
     }
 
     /// ACL and Stat of the node at `path`.
@@ -368,9 +368,9 @@ impl DataTree {
         let mut child = node.first_child;
         while child != NONE {
             let c = self.node(child);
-            // Not `to_string()`: on a `Box<str>` that goes through `Display` and the formatter
-            // (callgrind: `Formatter::pad` and growing writes were ~10% of a 1,000-child listing).
-            names.push(String::from(&*c.name));
+            // Not `to_string()`: that goes through `Display` and the formatter (callgrind:
+            // `Formatter::pad` and growing writes were ~10% of a 1,000-child listing).
+            names.push(String::from(c.name_data.name()));
             child = c.next_sibling;
         }
         // Children are linked at the head, so the list runs newest first.
@@ -509,8 +509,7 @@ impl DataTree {
         debug_assert!(self.find_child(parent, name).is_none());
         let first_sibling = self.node(parent).first_child;
         let id = self.alloc(Node {
-            name: name.into(),
-            data: data.map(Box::from),
+            name_data: NameData::new(name, data),
             stat,
             acl,
             parent,
@@ -525,10 +524,10 @@ impl DataTree {
         let parent_node = self.node_mut(parent);
         parent_node.first_child = id;
         parent_node.num_children += 1;
-        let hash = hash_key(&self.hasher, parent, name);
+        let hash = hash_key(&self.hasher, parent, name.as_bytes());
         let (nodes, hasher) = (&self.nodes, &self.hasher);
         self.index.insert_unique(hash, id, |&other| match &nodes[other as usize] {
-            Some(n) => hash_key(hasher, n.parent, &n.name),
+            Some(n) => hash_key(hasher, n.parent, n.name_data.name_bytes()),
             None => 0,
         });
         self.data_size += (path_len + data.map_or(0, <[u8]>::len)) as u64;
@@ -541,7 +540,7 @@ impl DataTree {
         self.nodes.reserve(additional.saturating_sub(self.free.len()));
         let (nodes, hasher) = (&self.nodes, &self.hasher);
         self.index.reserve(additional, |&other| match &nodes[other as usize] {
-            Some(n) => hash_key(hasher, n.parent, &n.name),
+            Some(n) => hash_key(hasher, n.parent, n.name_data.name_bytes()),
             None => 0,
         });
     }
@@ -599,7 +598,7 @@ impl DataTree {
         let Some(node) = self.nodes[id as usize].take() else { return Err(ErrorCode::NoNode) };
         self.free.push(id);
         self.live_nodes -= 1;
-        let hash = hash_key(&self.hasher, node.parent, &node.name);
+        let hash = hash_key(&self.hasher, node.parent, node.name_data.name_bytes());
         if let Ok(entry) = self.index.find_entry(hash, |&other| other == id) {
             entry.remove();
         }
@@ -619,7 +618,7 @@ impl DataTree {
         }
         self.acls.release(node.acl);
         self.data_size =
-            self.data_size.saturating_sub((path.len() + node.data.as_ref().map_or(0, |d| d.len())) as u64);
+            self.data_size.saturating_sub((path.len() + node.name_data.data_len()) as u64);
         match NodeKind::from_owner(node.stat.ephemeral_owner, self.extended_types_enabled) {
             NodeKind::Ephemeral(session_id) => {
                 if let Some(set) = self.ephemerals.get_mut(&session_id) {
@@ -653,8 +652,8 @@ impl DataTree {
     ) -> Result<Stat, ErrorCode> {
         let id = self.lookup(path).ok_or(ErrorCode::NoNode)?;
         let node = self.node_mut(id);
-        let old_len = node.data.as_ref().map_or(0, |d| d.len()) as u64;
-        node.data = data.map(Box::from);
+        let old_len = node.name_data.data_len() as u64;
+        node.name_data.set_data(data);
         node.stat.mtime = time;
         node.stat.mzxid = zxid;
         node.stat.version = version;
@@ -790,9 +789,9 @@ impl DataTree {
 
     /// Replaces a restored node's data, ACL (taking over one reference to `acl`) and Stat.
     fn overwrite_node(&mut self, id: NodeId, data: Option<&[u8]>, acl: AclId, stat: StatPersisted) {
-        let old_len = self.node(id).data.as_ref().map_or(0, |d| d.len()) as u64;
         let node = self.node_mut(id);
-        node.data = data.map(Box::from);
+        let old_len = node.name_data.data_len() as u64;
+        node.name_data.set_data(data);
         node.stat = stat;
         let old_acl = std::mem::replace(&mut node.acl, acl);
         self.acls.release(old_acl);
@@ -847,7 +846,7 @@ impl DataTree {
             if count != node.num_children {
                 return Err(format!("node {id}: num_children {} but {count} linked", node.num_children));
             }
-            if id as NodeId != ROOT && self.find_child(node.parent, &node.name) != Some(id as NodeId) {
+            if id as NodeId != ROOT && self.find_child(node.parent, node.name_data.name()) != Some(id as NodeId) {
                 return Err(format!("node {id} missing from index"));
             }
         }
