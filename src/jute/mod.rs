@@ -146,14 +146,17 @@ pub fn encode_str(s: &str, out: &mut BytesMut) {
     out.put_slice(s.as_bytes());
 }
 
-/// Encodes a `vector<ustring>` from borrowed strings: the same bytes as `Vec<String>::encode`.
-/// The count is patched in after the walk, so it is exact whatever the iterator's size hint says.
-pub fn encode_str_vector<'a>(items: impl Iterator<Item = &'a str>, out: &mut BytesMut) {
+/// Encodes a `vector<ustring>` from borrowed strings, each as its UTF-8 bytes (`&str` or, from the
+/// tree, `&[u8]`): the same bytes as `Vec<String>::encode`. The count is patched in after the
+/// walk, so it is exact whatever the iterator's size hint says.
+pub fn encode_str_vector<S: AsRef<[u8]>>(items: impl Iterator<Item = S>, out: &mut BytesMut) {
     let count_at = out.len();
     out.put_i32(0);
     let mut count: i32 = 0;
     for item in items {
-        encode_str(item, out);
+        let bytes = item.as_ref();
+        out.put_i32(bytes.len() as i32);
+        out.put_slice(bytes);
         count += 1;
     }
     out[count_at..count_at + 4].copy_from_slice(&count.to_be_bytes());

@@ -299,8 +299,8 @@ pub fn encode_multi_response(results: &[MultiResult], out: &mut BytesMut) {
 }
 
 /// A `GetChildrenResponse` (or, with `stat`, a `GetChildren2Response`) written straight from
-/// borrowed names: the same bytes as encoding the record, without a `Vec<String>`.
-pub fn encode_children_response<'a>(children: impl Iterator<Item = &'a str>, stat: Option<&Stat>, out: &mut BytesMut) {
+/// borrowed names (UTF-8 bytes): the same bytes as encoding the record, without a `Vec<String>`.
+pub fn encode_children_response<S: AsRef<[u8]>>(children: impl Iterator<Item = S>, stat: Option<&Stat>, out: &mut BytesMut) {
     crate::jute::encode_str_vector(children, out);
     if let Some(stat) = stat {
         stat.encode(out);
@@ -405,7 +405,7 @@ pub(crate) mod tests {
         encode_children_response(names.iter().copied(), Some(&stat), &mut borrowed);
         assert_eq!(borrowed, crate::jute::to_bytes(&GetChildren2Response { children: owned, stat }));
         borrowed.clear();
-        encode_children_response(std::iter::empty(), None, &mut borrowed);
+        encode_children_response(std::iter::empty::<&str>(), None, &mut borrowed);
         assert_eq!(borrowed, crate::jute::to_bytes(&GetChildrenResponse { children: vec![] }));
         for data in [None, Some(&b""[..]), Some(&b"xyz"[..])] {
             borrowed.clear();

@@ -182,10 +182,16 @@ const STAT_OVERHEAD_BYTES: usize = 6 * 8 + 5 * 4;
 
 /// A string's length as Java's `String.length` counts it (UTF-16 units).
 pub fn java_length(s: &str) -> usize {
-    if s.is_ascii() {
-        s.len()
+    java_length_utf8(s.as_bytes())
+}
+
+/// `java_length` of a string given as its UTF-8 bytes: one unit per character, two for one outside
+/// the Basic Multilingual Plane (a 4-byte sequence, lead byte 0xF0 and up).
+pub fn java_length_utf8(bytes: &[u8]) -> usize {
+    if bytes.is_ascii() {
+        bytes.len()
     } else {
-        s.encode_utf16().count()
+        bytes.iter().map(|&b| usize::from(b & 0xC0 != 0x80) + usize::from(b >= 0xF0)).sum()
     }
 }
 
@@ -559,6 +565,15 @@ impl ServerMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn java_length_counts_utf16_units_from_utf8_bytes() {
+        for s in ["", "child-7", "é", "✓ok", "a😀b", "😀😀", "\u{10FFFF}"] {
+            let utf16 = s.encode_utf16().count();
+            assert_eq!(java_length(s), utf16, "{s:?}");
+            assert_eq!(java_length_utf8(s.as_bytes()), utf16, "{s:?}");
+        }
+    }
 
     #[test]
     fn summaries_track_bounds_and_percentiles() {

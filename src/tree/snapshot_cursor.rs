@@ -190,7 +190,7 @@ impl SnapshotCursor {
             let (parent, frame) = (&self.frames[k - 1], &self.frames[k]);
             let name = &self.path[parent.path_len + 1..frame.path_len];
             !matches!(tree.nodes.get(frame.id as usize),
-                Some(Some(n)) if n.parent == parent.id && n.stat.czxid == frame.czxid && n.name_data.name() == name)
+                Some(Some(n)) if n.parent == parent.id && n.stat.czxid == frame.czxid && n.name_data.name_bytes() == name.as_bytes())
         });
         if let Some(k) = stale {
             self.frames.truncate(k);

@@ -59,13 +59,13 @@ fn children_come_back_in_creation_order() {
     let root = tree.read("/").unwrap();
     let names = root.child_names();
     assert_eq!(names.len(), 4);
-    assert_eq!(names.collect::<Vec<_>>(), vec!["zookeeper", "c", "a", "b"]);
+    assert_eq!(names.collect::<Vec<_>>(), vec![&b"zookeeper"[..], b"c", b"a", b"b"]);
     assert_eq!(root.stat(), tree.stat("/").unwrap());
     // After deleting from the middle and the head, the order still holds.
     let mut t = Vec::new();
     tree.delete_node("/a", 10, &mut t).unwrap();
     tree.delete_node("/b", 11, &mut t).unwrap();
-    assert_eq!(tree.read("/").unwrap().child_names().collect::<Vec<_>>(), vec!["zookeeper", "c"]);
+    assert_eq!(tree.read("/").unwrap().child_names().collect::<Vec<_>>(), vec![&b"zookeeper"[..], b"c"]);
     assert!(tree.read("/c").unwrap().child_names().next().is_none());
 }
 

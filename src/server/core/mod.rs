@@ -36,7 +36,7 @@ use crate::proto::{
     SetWatches2, StatResponse, WatchTypeRequest, WatcherEvent, WhoAmIResponse,
 };
 use crate::server::auth::{authenticate, check_acl, user_name};
-use crate::server::metrics::{ids, java_length, read_stat_bytes, top_namespace, write_stat_bytes, ServerMetrics};
+use crate::server::metrics::{ids, java_length, java_length_utf8, read_stat_bytes, top_namespace, write_stat_bytes, ServerMetrics};
 use crate::server::prep::{closing_session_paths, prep_write, txn_type, PendingOverlay, PrepSettings, WriteRequest};
 use crate::session::{initial_session_id, session_password, SessionTracker};
 use crate::tree::{ApplyResult, DataTree, Trigger};
@@ -1085,7 +1085,7 @@ impl Core {
                 let stat = node.stat();
                 // read_per_namespace counts the names' lengths; summed while encoding, in one walk.
                 let mut name_units = 0;
-                let names = names.inspect(|name| name_units += java_length(name));
+                let names = names.inspect(|name| name_units += java_length_utf8(name));
                 encode_children_response(names, (op == OpCode::GetChildren2).then_some(&stat), out);
                 if req.watch {
                     self.watches.add_child_watch(&req.path, conn_id);
