@@ -149,7 +149,8 @@ impl SnapshotEncoder {
 /// (~150 MB) went to the disk in one burst at the final sync, and every log sync queued behind it:
 /// create at 32 x 1,000 beside those snapshots had a p99 of 30-82 ms in five runs; syncing every
 /// MiB keeps little of the snapshot in the device's queue at once, and the same row measured
-/// 15-20 ms in five runs (24.6 ms syncing every 4 MiB), throughput unchanged (README, BENCHMARKS).
+/// 15-20 ms in five of six runs (47 ms in one; 24.6 ms syncing every 4 MiB), throughput unchanged
+/// (README, BENCHMARKS).
 const SYNC_EVERY_BYTES: usize = 1 << 20;
 
 /// Writes a snapshot file from encoded chunks; runs on a blocking thread, never a runtime worker.
