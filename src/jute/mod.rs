@@ -142,8 +142,13 @@ impl Decode for String {
 
 /// Encodes a `ustring` from a borrowed string.
 pub fn encode_str(s: &str, out: &mut BytesMut) {
-    out.put_i32(s.len() as i32);
-    out.put_slice(s.as_bytes());
+    encode_utf8(s.as_bytes(), out);
+}
+
+/// Encodes a `ustring` from its UTF-8 bytes.
+fn encode_utf8(bytes: &[u8], out: &mut BytesMut) {
+    out.put_i32(bytes.len() as i32);
+    out.put_slice(bytes);
 }
 
 /// Encodes a `vector<ustring>` from borrowed strings, each as its UTF-8 bytes (`&str` or, from the
@@ -154,9 +159,7 @@ pub fn encode_str_vector<S: AsRef<[u8]>>(items: impl Iterator<Item = S>, out: &m
     out.put_i32(0);
     let mut count: i32 = 0;
     for item in items {
-        let bytes = item.as_ref();
-        out.put_i32(bytes.len() as i32);
-        out.put_slice(bytes);
+        encode_utf8(item.as_ref(), out);
         count += 1;
     }
     out[count_at..count_at + 4].copy_from_slice(&count.to_be_bytes());

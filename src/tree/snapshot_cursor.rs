@@ -223,6 +223,15 @@ mod tests {
                 zxid: 0,
             }
         }
+        /// A tree with `/w` and its children `/w/c0` .. `/w/c{n-1}`.
+        fn wide(n: usize) -> Applier {
+            let mut a = Applier::new();
+            a.create("/w");
+            for i in 0..n {
+                a.create(&format!("/w/c{i}"));
+            }
+            a
+        }
         fn apply(&mut self, body: TxnBody) {
             self.zxid += 1;
             let header = TxnHeader {
@@ -350,11 +359,7 @@ mod tests {
 
     #[test]
     fn a_wide_node_is_collected_over_steps_while_children_come_and_go() {
-        let mut a = Applier::new();
-        a.create("/w");
-        for i in 0..300 {
-            a.create(&format!("/w/c{i}"));
-        }
+        let mut a = Applier::wide(300);
         let mut cursor = SnapshotCursor::default();
         let mut seen: Vec<String> = Vec::new();
         let mut deleted = std::collections::HashSet::new();
@@ -388,11 +393,7 @@ mod tests {
 
     #[test]
     fn collection_resumes_after_its_last_child_was_deleted() {
-        let mut a = Applier::new();
-        a.create("/w");
-        for i in 0..20 {
-            a.create(&format!("/w/c{i}"));
-        }
+        let mut a = Applier::wide(20);
         let w = a.tree.lookup("/w").unwrap();
         let mut frame = Frame::new(&a.tree, w, 2);
         // Newest first: c19 ..= c15.
