@@ -19,7 +19,7 @@
 
 mod acl_table;
 pub mod digest;
-mod name_data;
+mod node_block;
 mod restorer;
 mod snapshot_cursor;
 
@@ -38,7 +38,7 @@ pub use snapshot_cursor::SnapshotCursor;
 use crate::proto::consts::{CONTAINER_EPHEMERAL_OWNER, CONFIG_PATH, EXTENDED_MASK, QUOTA_PATH, ZOOKEEPER_PATH};
 use crate::proto::txn::{Txn, TxnBody};
 use crate::proto::{Acl, ErrorCode, Id, Stat, StatPersisted};
-use name_data::NameData;
+use node_block::NodeBlock;
 
 /// Index of a node in the slab.
 pub type NodeId = u32;
@@ -120,10 +120,40 @@ pub struct NodeInfo {
     pub acl: Arc<[Acl]>,
 }
 
+/// A node's persisted Stat but for `ephemeralOwner`, which its block holds (zero for most nodes,
+/// so it costs them nothing there). 52 bytes; a `StatPersisted` here was 64 with its padding.
+#[derive(Debug, Clone, Copy)]
+struct NodeStat {
+    czxid: i64,
+    mzxid: i64,
+    ctime: i64,
+    mtime: i64,
+    pzxid: i64,
+    version: i32,
+    cversion: i32,
+    aversion: i32,
+}
+
+impl NodeStat {
+    fn of(stat: &StatPersisted) -> NodeStat {
+        NodeStat {
+            czxid: stat.czxid,
+            mzxid: stat.mzxid,
+            ctime: stat.ctime,
+            mtime: stat.mtime,
+            pzxid: stat.pzxid,
+            version: stat.version,
+            cversion: stat.cversion,
+            aversion: stat.aversion,
+        }
+    }
+}
+
+/// 96 bytes (checked by a test): with a million nodes every 8 bytes here is 8 MB.
 #[derive(Debug)]
 struct Node {
-    name_data: NameData,
-    stat: StatPersisted,
+    block: NodeBlock,
+    stat: NodeStat,
     acl: AclId,
     parent: NodeId,
     first_child: NodeId,
@@ -162,6 +192,24 @@ pub struct NodeRef<'a> {
     node: &'a Node,
 }
 
+impl Node {
+    /// The persisted Stat, as snapshots and prep see it.
+    fn persisted(&self) -> StatPersisted {
+        let s = &self.stat;
+        StatPersisted {
+            czxid: s.czxid,
+            mzxid: s.mzxid,
+            ctime: s.ctime,
+            mtime: s.mtime,
+            version: s.version,
+            cversion: s.cversion,
+            aversion: s.aversion,
+            ephemeral_owner: self.block.owner(),
+            pzxid: s.pzxid,
+        }
+    }
+}
+
 impl<'a> NodeRef<'a> {
     /// The Stat a client sees.
     pub fn stat(&self) -> Stat {
@@ -170,7 +218,7 @@ impl<'a> NodeRef<'a> {
 
     /// The data (None for a node created with null data).
     pub fn data(&self) -> Option<&'a [u8]> {
-        self.node.name_data.data()
+        self.node.block.data()
     }
 
     /// The node's ACL.
@@ -213,7 +261,7 @@ impl<'a> Iterator for ChildNames<'a> {
         let node = self.tree.node(self.next);
         self.next = node.prev_sibling;
         self.remaining = self.remaining.saturating_sub(1);
-        Some(node.name_data.name_bytes())
+        Some(node.block.name_bytes())
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -255,8 +303,8 @@ impl DataTree {
         let open = tree.acls.intern(&crate::proto::open_acl_unsafe());
         // ZooKeeper's own nodes hold empty (not null) data (`DataTree` constructor).
         tree.nodes.push(Some(Node {
-            name_data: NameData::new("", Some(&[])),
-            stat: StatPersisted::default(),
+            block: NodeBlock::new("", Some(&[]), 0),
+            stat: NodeStat::of(&StatPersisted::default()),
             acl: open,
             parent: NONE,
             first_child: NONE,
@@ -294,7 +342,7 @@ impl DataTree {
         let hash = hash_key(&self.hasher, parent, name.as_bytes());
         let nodes = &self.nodes;
         self.index
-            .find(hash, |&id| matches!(&nodes[id as usize], Some(n) if n.parent == parent && n.name_data.name_bytes() == name.as_bytes()))
+            .find(hash, |&id| matches!(&nodes[id as usize], Some(n) if n.parent == parent && n.block.name_bytes() == name.as_bytes()))
             .copied()
     }
 
@@ -319,7 +367,7 @@ impl DataTree {
     /// `ephemeralOwner` 0 for containers and TTL nodes (`DataNode.copyStat`).
     fn client_stat(&self, node: &Node) -> Stat {
         let s = &node.stat;
-        let ephemeral_owner = match NodeKind::from_owner(s.ephemeral_owner, self.extended_types_enabled) {
+        let ephemeral_owner = match NodeKind::from_owner(node.block.owner(), self.extended_types_enabled) {
             NodeKind::Ephemeral(session_id) => session_id,
             _ => 0,
         };
@@ -332,7 +380,7 @@ impl DataTree {
             cversion: s.cversion.wrapping_mul(2).wrapping_sub(node.num_children as i32),
             aversion: s.aversion,
             ephemeral_owner,
-            data_length: node.name_data.data_len() as i32,
+            data_length: node.block.data_len() as i32,
             num_children: node.num_children as i32,
             pzxid: s.pzxid,
         }
@@ -346,7 +394,7 @@ impl DataTree {
     /// Data and Stat of the node at `path`.
     pub fn get_data(&self, path: &str) -> Option<(Option<Bytes>, Stat)> {
         let node = self.node(self.lookup(path)?);
-        Some((node.name_data.data().map(Bytes::copy_from_slice), self.client_stat(node)))
+        Some((node.block.data().map(Bytes::copy_from_slice), self.client_stat(node)))
     }
 
     /// ACL and Stat of the node at `path`.
@@ -372,7 +420,7 @@ impl DataTree {
             let c = self.node(child);
             // Not `to_string()`: that goes through `Display` and the formatter (callgrind:
             // `Formatter::pad` and growing writes were ~10% of a 1,000-child listing).
-            names.push(String::from(c.name_data.name()));
+            names.push(String::from(c.block.name()));
             child = c.next_sibling;
         }
         // Children are linked at the head, so the list runs newest first.
@@ -383,7 +431,7 @@ impl DataTree {
     /// What prep needs about the node at `path`.
     pub fn node_info(&self, path: &str) -> Option<NodeInfo> {
         let node = self.node(self.lookup(path)?);
-        Some(NodeInfo { stat: node.stat, num_children: node.num_children as i32, acl: self.acls.get(node.acl) })
+        Some(NodeInfo { stat: node.persisted(), num_children: node.num_children as i32, acl: self.acls.get(node.acl) })
     }
 
     /// Number of descendants of `path` (getAllChildrenNumber), counted without recursion.
@@ -453,7 +501,7 @@ impl DataTree {
             if node.num_children != 0 {
                 continue;
             }
-            if let NodeKind::Ttl(ttl_ms) = NodeKind::from_owner(node.stat.ephemeral_owner, true) {
+            if let NodeKind::Ttl(ttl_ms) = NodeKind::from_owner(node.block.owner(), true) {
                 if now_ms - node.stat.mtime > ttl_ms {
                     expired.push(path.clone());
                 }
@@ -511,8 +559,8 @@ impl DataTree {
         debug_assert!(self.find_child(parent, name).is_none());
         let first_sibling = self.node(parent).first_child;
         let id = self.alloc(Node {
-            name_data: NameData::new(name, data),
-            stat,
+            block: NodeBlock::new(name, data, stat.ephemeral_owner),
+            stat: NodeStat::of(&stat),
             acl,
             parent,
             first_child: NONE,
@@ -529,7 +577,7 @@ impl DataTree {
         let hash = hash_key(&self.hasher, parent, name.as_bytes());
         let (nodes, hasher) = (&self.nodes, &self.hasher);
         self.index.insert_unique(hash, id, |&other| match &nodes[other as usize] {
-            Some(n) => hash_key(hasher, n.parent, n.name_data.name_bytes()),
+            Some(n) => hash_key(hasher, n.parent, n.block.name_bytes()),
             None => 0,
         });
         self.data_size += (path_len + data.map_or(0, <[u8]>::len)) as u64;
@@ -542,7 +590,7 @@ impl DataTree {
         self.nodes.reserve(additional.saturating_sub(self.free.len()));
         let (nodes, hasher) = (&self.nodes, &self.hasher);
         self.index.reserve(additional, |&other| match &nodes[other as usize] {
-            Some(n) => hash_key(hasher, n.parent, n.name_data.name_bytes()),
+            Some(n) => hash_key(hasher, n.parent, n.block.name_bytes()),
             None => 0,
         });
     }
@@ -600,7 +648,7 @@ impl DataTree {
         let Some(node) = self.nodes[id as usize].take() else { return Err(ErrorCode::NoNode) };
         self.free.push(id);
         self.live_nodes -= 1;
-        let hash = hash_key(&self.hasher, node.parent, node.name_data.name_bytes());
+        let hash = hash_key(&self.hasher, node.parent, node.block.name_bytes());
         if let Ok(entry) = self.index.find_entry(hash, |&other| other == id) {
             entry.remove();
         }
@@ -620,8 +668,8 @@ impl DataTree {
         }
         self.acls.release(node.acl);
         self.data_size =
-            self.data_size.saturating_sub((path.len() + node.name_data.data_len()) as u64);
-        match NodeKind::from_owner(node.stat.ephemeral_owner, self.extended_types_enabled) {
+            self.data_size.saturating_sub((path.len() + node.block.data_len()) as u64);
+        match NodeKind::from_owner(node.block.owner(), self.extended_types_enabled) {
             NodeKind::Ephemeral(session_id) => {
                 if let Some(set) = self.ephemerals.get_mut(&session_id) {
                     set.remove(path);
@@ -654,8 +702,8 @@ impl DataTree {
     ) -> Result<Stat, ErrorCode> {
         let id = self.lookup(path).ok_or(ErrorCode::NoNode)?;
         let node = self.node_mut(id);
-        let old_len = node.name_data.data_len() as u64;
-        node.name_data.set_data(data);
+        let old_len = node.block.data_len() as u64;
+        node.block.set_data(data);
         node.stat.mtime = time;
         node.stat.mzxid = zxid;
         node.stat.version = version;
@@ -792,9 +840,9 @@ impl DataTree {
     /// Replaces a restored node's data, ACL (taking over one reference to `acl`) and Stat.
     fn overwrite_node(&mut self, id: NodeId, data: Option<&[u8]>, acl: AclId, stat: StatPersisted) {
         let node = self.node_mut(id);
-        let old_len = node.name_data.data_len() as u64;
-        node.name_data.set_data(data);
-        node.stat = stat;
+        let old_len = node.block.data_len() as u64;
+        node.block.reset(data, stat.ephemeral_owner);
+        node.stat = NodeStat::of(&stat);
         let old_acl = std::mem::replace(&mut node.acl, acl);
         self.acls.release(old_acl);
         self.data_size = self.data_size.saturating_sub(old_len) + data.map_or(0, <[u8]>::len) as u64;
@@ -848,7 +896,7 @@ impl DataTree {
             if count != node.num_children {
                 return Err(format!("node {id}: num_children {} but {count} linked", node.num_children));
             }
-            if id as NodeId != ROOT && self.find_child(node.parent, node.name_data.name()) != Some(id as NodeId) {
+            if id as NodeId != ROOT && self.find_child(node.parent, node.block.name()) != Some(id as NodeId) {
                 return Err(format!("node {id} missing from index"));
             }
         }

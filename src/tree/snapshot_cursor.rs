@@ -139,7 +139,7 @@ impl SnapshotCursor {
             }
             self.started = true;
             let root = tree.node(ROOT);
-            visit("/", root.name_data.data(), tree.acls.get_ref(root.acl), &root.stat);
+            visit("/", root.block.data(), tree.acls.get_ref(root.acl), &root.persisted());
             self.visited += 1;
             budget -= 1;
             self.frames.push(Frame::new(tree, ROOT, 0));
@@ -168,12 +168,12 @@ impl SnapshotCursor {
             }
             self.path.truncate(parent_len);
             self.path.push('/');
-            self.path.push_str(node.name_data.name());
+            self.path.push_str(node.block.name());
             visit(
                 &self.path,
-                node.name_data.data(),
+                node.block.data(),
                 tree.acls.get_ref(node.acl),
-                &node.stat,
+                &node.persisted(),
             );
             self.visited += 1;
             budget -= 1;
@@ -190,7 +190,7 @@ impl SnapshotCursor {
             let (parent, frame) = (&self.frames[k - 1], &self.frames[k]);
             let name = &self.path[parent.path_len + 1..frame.path_len];
             !matches!(tree.nodes.get(frame.id as usize),
-                Some(Some(n)) if n.parent == parent.id && n.stat.czxid == frame.czxid && n.name_data.name_bytes() == name.as_bytes())
+                Some(Some(n)) if n.parent == parent.id && n.stat.czxid == frame.czxid && n.block.name_bytes() == name.as_bytes())
         });
         if let Some(k) = stale {
             self.frames.truncate(k);
@@ -410,7 +410,7 @@ mod tests {
             .children
             .iter()
             .filter_map(|&id| match a.tree.nodes.get(id as usize) {
-                Some(Some(n)) if n.parent == w => Some(n.name_data.name().to_string()),
+                Some(Some(n)) if n.parent == w => Some(n.block.name().to_string()),
                 _ => None,
             })
             .collect();

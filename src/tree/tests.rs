@@ -23,6 +23,13 @@ fn fresh_tree_has_zookeepers_nodes() {
     tree.check_invariants().unwrap();
 }
 
+/// The per-node budget the memory row of the benchmark rests on (README, BENCHMARKS): growing a
+/// node by a field is 8 MB more with a million znodes, so it should be a decision, not an accident.
+#[test]
+fn a_node_slot_is_96_bytes() {
+    assert_eq!(std::mem::size_of::<Option<Node>>(), 96);
+}
+
 /// PROTOCOL.md §2.5 [obs]: create a, delete a, create b → cversion 3; then create a sequential
 /// (suffix from persisted cversion 2), delete both → cversion 6.
 #[test]
