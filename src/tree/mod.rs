@@ -253,6 +253,8 @@ pub struct ChildNames<'a> {
 impl<'a> Iterator for ChildNames<'a> {
     type Item = &'a [u8];
 
+    // Inlined into the reply encoder's loop: as a call it cost a third more instructions per name.
+    #[inline]
     fn next(&mut self) -> Option<&'a [u8]> {
         if self.next == NONE {
             debug_assert_eq!(self.remaining, 0, "num_children disagrees with the sibling list");

@@ -81,8 +81,16 @@ impl NodeBlock {
         (start, start + (header >> FLAG_BITS) as usize, header)
     }
 
-    /// The name's bytes (what the index compares and hashes).
+    /// The name's bytes (what the index compares and hashes, and getChildren lists).
+    #[inline]
     pub(super) fn name_bytes(&self) -> &[u8] {
+        // The common case, a name of up to 31 bytes and no owner, without the general decoding:
+        // it is on every path segment looked up and every child listed.
+        if let Some(&byte) = self.bytes.first() {
+            if u64::from(byte) & (0x80 | HAS_OWNER) == 0 {
+                return self.bytes.get(1..1 + (byte >> FLAG_BITS) as usize).unwrap_or_default();
+            }
+        }
         let (start, end, _) = self.name_span();
         self.bytes.get(start..end).unwrap_or_default()
     }
