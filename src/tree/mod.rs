@@ -8,7 +8,8 @@
 //!
 //! Layout, chosen for memory at millions of znodes: nodes live in a slab (`Vec<Option<Node>>`)
 //! addressed by `NodeId`; each node stores only its own name, not its full path; children are an
-//! intrusive doubly-linked sibling list (O(1) insert and delete, no per-parent set); the lookup
+//! intrusive doubly-linked sibling list in creation order (O(1) append and delete, no per-parent
+//! set); the lookup
 //! index is a `HashTable<NodeId>` keyed by (parent id, name) so it holds 4 bytes per node; ACL
 //! lists are interned in a shared `AclTable` and referenced by a 4-byte id. Paths are walked
 //! segment by segment. Nothing here recurses: deep paths are walked with explicit loops.
@@ -156,8 +157,12 @@ struct Node {
     stat: NodeStat,
     acl: AclId,
     parent: NodeId,
+    /// The oldest child; the list runs in creation order through `next_sibling`.
     first_child: NodeId,
+    /// The next newer sibling (`NONE` for the newest).
     next_sibling: NodeId,
+    /// The next older sibling; for the oldest child, the newest (so a create appends in O(1) and
+    /// a listing needs no walk to find where creation order starts).
     prev_sibling: NodeId,
     num_children: u32,
 }
@@ -229,14 +234,7 @@ impl<'a> NodeRef<'a> {
     /// The child names in creation order, borrowed: a reply encoder writes them straight into
     /// its buffer (a `Vec<String>` cost one allocation and free per child).
     pub fn child_names(&self) -> ChildNames<'a> {
-        // Children are linked at the head (newest first); creation order starts at the tail.
-        let mut oldest = NONE;
-        let mut child = self.node.first_child;
-        while child != NONE {
-            oldest = child;
-            child = self.tree.node(child).next_sibling;
-        }
-        ChildNames { tree: self.tree, next: oldest, remaining: self.node.num_children as usize }
+        ChildNames { tree: self.tree, next: self.node.first_child, remaining: self.node.num_children as usize }
     }
 }
 
@@ -261,7 +259,7 @@ impl<'a> Iterator for ChildNames<'a> {
             return None;
         }
         let node = self.tree.node(self.next);
-        self.next = node.prev_sibling;
+        self.next = node.next_sibling;
         self.remaining = self.remaining.saturating_sub(1);
         Some(node.block.name_bytes())
     }
@@ -425,8 +423,6 @@ impl DataTree {
             names.push(String::from(c.block.name()));
             child = c.next_sibling;
         }
-        // Children are linked at the head, so the list runs newest first.
-        names.reverse();
         Some((names, self.client_stat(node)))
     }
 
@@ -559,23 +555,26 @@ impl DataTree {
         stat: StatPersisted,
     ) -> NodeId {
         debug_assert!(self.find_child(parent, name).is_none());
-        let first_sibling = self.node(parent).first_child;
+        let oldest = self.node(parent).first_child;
+        let newest = if oldest == NONE { NONE } else { self.node(oldest).prev_sibling };
         let id = self.alloc(Node {
             block: NodeBlock::new(name, data, stat.ephemeral_owner),
             stat: NodeStat::of(&stat),
             acl,
             parent,
             first_child: NONE,
-            next_sibling: first_sibling,
-            prev_sibling: NONE,
+            next_sibling: NONE,
+            prev_sibling: newest,
             num_children: 0,
         });
-        if first_sibling != NONE {
-            self.node_mut(first_sibling).prev_sibling = id;
+        if oldest == NONE {
+            self.node_mut(id).prev_sibling = id;
+            self.node_mut(parent).first_child = id;
+        } else {
+            self.node_mut(newest).next_sibling = id;
+            self.node_mut(oldest).prev_sibling = id;
         }
-        let parent_node = self.node_mut(parent);
-        parent_node.first_child = id;
-        parent_node.num_children += 1;
+        self.node_mut(parent).num_children += 1;
         let hash = hash_key(&self.hasher, parent, name.as_bytes());
         let (nodes, hasher) = (&self.nodes, &self.hasher);
         self.index.insert_unique(hash, id, |&other| match &nodes[other as usize] {
@@ -654,13 +653,18 @@ impl DataTree {
         if let Ok(entry) = self.index.find_entry(hash, |&other| other == id) {
             entry.remove();
         }
-        if node.prev_sibling != NONE {
-            self.node_mut(node.prev_sibling).next_sibling = node.next_sibling;
-        } else {
+        let oldest = self.node(node.parent).first_child;
+        if id == oldest {
+            // Its prev_sibling is the newest child, which the next one now points back to.
             self.node_mut(node.parent).first_child = node.next_sibling;
+        } else {
+            self.node_mut(node.prev_sibling).next_sibling = node.next_sibling;
         }
         if node.next_sibling != NONE {
             self.node_mut(node.next_sibling).prev_sibling = node.prev_sibling;
+        } else if id != oldest {
+            // It was the newest: the one before it is now.
+            self.node_mut(oldest).prev_sibling = node.prev_sibling;
         }
         let parent = self.node_mut(node.parent);
         parent.num_children -= 1;
@@ -888,12 +892,15 @@ impl DataTree {
             let mut prev = NONE;
             while child != NONE {
                 let c = self.node(child);
-                if c.parent != id as NodeId || c.prev_sibling != prev {
+                if c.parent != id as NodeId || (prev != NONE && c.prev_sibling != prev) {
                     return Err(format!("bad links at {child}"));
                 }
                 count += 1;
                 prev = child;
                 child = c.next_sibling;
+            }
+            if node.first_child != NONE && self.node(node.first_child).prev_sibling != prev {
+                return Err(format!("node {id}: the oldest child does not point to the newest"));
             }
             if count != node.num_children {
                 return Err(format!("node {id}: num_children {} but {count} linked", node.num_children));

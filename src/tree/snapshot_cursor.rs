@@ -23,9 +23,10 @@
 //! A node's children are collected in pieces, a bounded number per step, so a node with a million
 //! children does not stall the pipeline for the whole walk of its child list. The piece already
 //! collected ends at a child whose identity (parent, czxid) is checked on resume; its list links
-//! are then still valid, because creations only add children at the newest end. If that child
-//! was deleted meanwhile, the whole list is walked again in one go, adding what was not collected
-//! yet, which always completes.
+//! are then still valid, because creations only add children at the newest end, which is where
+//! collection goes (children created meanwhile are collected too). If that child was deleted
+//! meanwhile, the whole list is walked again in one go, adding what was not collected yet, which
+//! always completes.
 
 use crate::proto::{Acl, StatPersisted};
 use crate::tree::{DataTree, NodeId, NONE, ROOT};
@@ -39,8 +40,8 @@ struct Frame {
     /// Length of this node's path in the cursor's buffer (0 for the root, whose children start
     /// with `/`).
     path_len: usize,
-    /// Children at visit time, newest first while being collected; then reversed to oldest first
-    /// (creation order, as ZooKeeper writes them) and visited from `next`.
+    /// Children in creation order (as ZooKeeper writes them), collected oldest first, then
+    /// visited from `next`.
     children: Vec<NodeId>,
     /// While collecting: the czxid of the last child collected (the list goes on after it).
     collecting: Option<i64>,
@@ -68,7 +69,7 @@ impl Frame {
             None => tree.node(self.id).first_child,
             Some(&last) => match tree.nodes.get(last as usize) {
                 Some(Some(n)) if n.parent == self.id && n.stat.czxid == last_czxid => n.next_sibling,
-                // The last child collected is gone: collect the rest from the newest end, all now.
+                // The last child collected is gone: walk the list again and collect the rest now.
                 _ => return self.collect_again(tree),
             },
         };
@@ -80,13 +81,13 @@ impl Frame {
         }
         match self.children.last() {
             Some(&last) if child != NONE => self.collecting = Some(tree.node(last).stat.czxid),
-            _ => self.finish_collecting(),
+            _ => self.collecting = None,
         }
         collected
     }
 
     /// Collects the whole list again in one pass, adding every child not collected before: the
-    /// older ones not reached yet and any created since the frame began (written too early is
+    /// newer ones not reached yet, including any created since the frame began (written too early is
     /// harmless in a fuzzy snapshot, see the module doc; left out would lose a node).
     fn collect_again(&mut self, tree: &DataTree) -> usize {
         let before: std::collections::HashSet<NodeId, foldhash::fast::FixedState> =
@@ -100,13 +101,8 @@ impl Frame {
             }
             child = tree.node(child).next_sibling;
         }
-        self.finish_collecting();
-        collected.max(1)
-    }
-
-    fn finish_collecting(&mut self) {
         self.collecting = None;
-        self.children.reverse();
+        collected.max(1)
     }
 }
 
@@ -396,9 +392,9 @@ mod tests {
         let mut a = Applier::wide(20);
         let w = a.tree.lookup("/w").unwrap();
         let mut frame = Frame::new(&a.tree, w, 2);
-        // Newest first: c19 ..= c15.
+        // Oldest first: c0 ..= c4.
         assert_eq!(frame.collect(&a.tree, 5), 5);
-        a.delete("/w/c15");
+        a.delete("/w/c4");
         a.delete("/w/c3");
         a.create("/w/late");
         frame.collect(&a.tree, 5);
@@ -415,7 +411,7 @@ mod tests {
             })
             .collect();
         let mut expected: Vec<String> = (0..20)
-            .filter(|i| *i != 15 && *i != 3)
+            .filter(|i| *i != 4 && *i != 3)
             .map(|i| format!("c{i}"))
             .collect();
         expected.push("late".into());

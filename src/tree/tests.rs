@@ -143,24 +143,43 @@ fn delete_refuses_root_and_non_empty() {
 }
 
 proptest! {
-    /// Random creates and deletes keep the tree's links, counts and index consistent, and the
-    /// approximate data size returns to its start when everything is deleted again.
+    /// Random creates and deletes keep the tree's links, counts and index consistent, list every
+    /// node's children in creation order, and the approximate data size returns to its start when
+    /// everything is deleted again.
     #[test]
     fn random_ops_keep_invariants(ops in proptest::collection::vec((0u8..3, 0usize..6, 0usize..6), 1..200)) {
         let mut tree = DataTree::new(false);
         let start_size = tree.approximate_data_size();
         let mut t = Vec::new();
         let mut zxid = 0;
+        // The paths that exist, in creation order.
+        let mut created: Vec<String> = vec!["/zookeeper".into()];
         for (op, a, b) in ops {
             zxid += 1;
             let path = if b % 2 == 0 { format!("/n{a}") } else { format!("/n{a}/m{b}") };
             let body = match op {
                 0 => create(&path, -1),
-                1 => TxnBody::Delete { path },
-                _ => TxnBody::SetData { path, data: Some(Bytes::from(vec![1; a])), version: 1 },
+                1 => TxnBody::Delete { path: path.clone() },
+                _ => TxnBody::SetData { path: path.clone(), data: Some(Bytes::from(vec![1; a])), version: 1 },
             };
-            tree.apply(&txn(zxid, body), &mut t);
+            let applied = !matches!(tree.apply(&txn(zxid, body), &mut t), ApplyResult::Failed(_));
+            match op {
+                0 if applied => created.push(path),
+                1 if applied => created.retain(|p| *p != path),
+                _ => {}
+            }
             prop_assert!(tree.check_invariants().is_ok());
+            // (/zookeeper's own children are not in the model.)
+            for parent in std::iter::once("/").chain(created.iter().map(String::as_str).filter(|p| p.starts_with("/n"))) {
+                let expected: Vec<&str> = created
+                    .iter()
+                    .filter_map(|p| split_parent(p).filter(|(q, _)| *q == parent).map(|(_, name)| name))
+                    .collect();
+                prop_assert_eq!(&tree.children(parent).unwrap().0, &expected, "children of {}", parent);
+                let listed: Vec<&[u8]> = tree.read(parent).unwrap().child_names().collect();
+                let expected: Vec<&[u8]> = expected.iter().map(|n| n.as_bytes()).collect();
+                prop_assert_eq!(listed, expected, "child names of {}", parent);
+            }
         }
         for a in 0..6 {
             for b in 0..6 {
