@@ -565,6 +565,10 @@ async fn watcher(
         }
         let _ = notes.send(WatchNote::Fired(round, Instant::now())).await;
     }
+    // Close only once every round is measured: closing as soon as its own last event came made
+    // the last round race a thousand closeSession writes, and that round was always the slowest
+    // (the "p99" of 100 rounds is the second slowest).
+    let _ = arm.wait_for(|r| *r >= rounds).await;
     let _ = tokio::time::timeout(Duration::from_secs(5), session.call(i32::MAX, &Request::CloseSession)).await;
     Ok(())
 }
@@ -630,6 +634,7 @@ async fn run_watch(cli: &Cli, watchers: usize, rounds: usize) -> Result<Outcome,
         );
     }
     let (elapsed, cpu_end) = (start.elapsed(), CpuSample::take(cli.server_pid));
+    let _ = arm_tx.send(rounds);
     for task in tasks {
         task.await
             .map_err(|e| WireError::Protocol(format!("watcher failed: {e}")))??;
