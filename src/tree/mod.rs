@@ -10,7 +10,8 @@
 //! addressed by `NodeId`; each node stores only its own name, not its full path; children are an
 //! intrusive doubly-linked sibling list in creation order (O(1) append and delete, no per-parent
 //! set); the lookup
-//! index is a `HashTable<NodeId>` keyed by (parent id, name) so it holds 4 bytes per node; ACL
+//! index is a hash table of `NodeId`s keyed by (parent id, name) so it holds 4 bytes per node, grown
+//! a few entries per insert (`index`); ACL
 //! lists are interned in a shared `AclTable` and referenced by a 4-byte id. Paths are walked
 //! segment by segment. Nothing here recurses: deep paths are walked with explicit loops.
 //!
@@ -20,17 +21,15 @@
 
 mod acl_table;
 pub mod digest;
+mod index;
 mod node_block;
 mod restorer;
 mod snapshot_cursor;
 
 use std::collections::{BTreeSet, HashMap};
-use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use foldhash::fast::FixedState;
-use hashbrown::HashTable;
 
 pub use acl_table::{AclId, AclTable};
 pub use restorer::{RestoreError, TreeRestorer};
@@ -39,6 +38,7 @@ pub use snapshot_cursor::SnapshotCursor;
 use crate::proto::consts::{CONTAINER_EPHEMERAL_OWNER, CONFIG_PATH, EXTENDED_MASK, QUOTA_PATH, ZOOKEEPER_PATH};
 use crate::proto::txn::{Txn, TxnBody};
 use crate::proto::{Acl, ErrorCode, Id, Stat, StatPersisted};
+use index::NodeIndex;
 use node_block::NodeBlock;
 
 /// Index of a node in the slab.
@@ -172,13 +172,7 @@ struct Node {
 pub struct DataTree {
     nodes: Vec<Option<Node>>,
     free: Vec<NodeId>,
-    index: HashTable<NodeId>,
-    /// Fixed-key hasher: the index layout (not any observable order) depends on it. foldhash, not
-    /// std's SipHash: every path segment of every request is hashed here, and SipHash was 4.6% of
-    /// the server's CPU samples under getData load (README, BENCHMARKS). Resistance to crafted
-    /// colliding names is unchanged: the SipHash key was fixed (zero) too, so bucket collisions
-    /// could be brute-forced offline either way.
-    hasher: FixedState,
+    index: NodeIndex,
     acls: AclTable,
     ephemerals: HashMap<i64, BTreeSet<String>>,
     containers: BTreeSet<String>,
@@ -278,10 +272,6 @@ pub fn split_parent(path: &str) -> Option<(&str, &str)> {
     Some((parent, &path[slash + 1..]))
 }
 
-fn hash_key(hasher: &FixedState, parent: NodeId, name: &[u8]) -> u64 {
-    hasher.hash_one((parent, name))
-}
-
 impl DataTree {
     /// A tree holding only ZooKeeper's own nodes: `/`, `/zookeeper`, `/zookeeper/quota` and
     /// `/zookeeper/config` (world-readable only, `aversion` -1), as `DataTree`'s constructor makes.
@@ -289,8 +279,7 @@ impl DataTree {
         let mut tree = DataTree {
             nodes: Vec::new(),
             free: Vec::new(),
-            index: HashTable::new(),
-            hasher: FixedState::with_seed(0x6665_7272_6f6b_6565),
+            index: NodeIndex::new(),
             acls: AclTable::default(),
             ephemerals: HashMap::new(),
             containers: BTreeSet::new(),
@@ -339,11 +328,7 @@ impl DataTree {
     }
 
     fn find_child(&self, parent: NodeId, name: &str) -> Option<NodeId> {
-        let hash = hash_key(&self.hasher, parent, name.as_bytes());
-        let nodes = &self.nodes;
-        self.index
-            .find(hash, |&id| matches!(&nodes[id as usize], Some(n) if n.parent == parent && n.block.name_bytes() == name.as_bytes()))
-            .copied()
+        self.index.find(&self.nodes, parent, name.as_bytes())
     }
 
     /// Finds the node at `path`. Malformed paths (no leading `/`, empty segments, a trailing `/`)
@@ -575,12 +560,7 @@ impl DataTree {
             self.node_mut(oldest).prev_sibling = id;
         }
         self.node_mut(parent).num_children += 1;
-        let hash = hash_key(&self.hasher, parent, name.as_bytes());
-        let (nodes, hasher) = (&self.nodes, &self.hasher);
-        self.index.insert_unique(hash, id, |&other| match &nodes[other as usize] {
-            Some(n) => hash_key(hasher, n.parent, n.block.name_bytes()),
-            None => 0,
-        });
+        self.index.insert(&self.nodes, id);
         self.data_size += (path_len + data.map_or(0, <[u8]>::len)) as u64;
         id
     }
@@ -589,11 +569,7 @@ impl DataTree {
     /// snapshot says how many nodes it holds).
     pub fn reserve(&mut self, additional: usize) {
         self.nodes.reserve(additional.saturating_sub(self.free.len()));
-        let (nodes, hasher) = (&self.nodes, &self.hasher);
-        self.index.reserve(additional, |&other| match &nodes[other as usize] {
-            Some(n) => hash_key(hasher, n.parent, n.block.name_bytes()),
-            None => 0,
-        });
+        self.index.reserve(&self.nodes, additional);
     }
 
     /// Creates a node as a create txn does. On `NodeExists` the parent's cversion/pzxid are still
@@ -649,10 +625,7 @@ impl DataTree {
         let Some(node) = self.nodes[id as usize].take() else { return Err(ErrorCode::NoNode) };
         self.free.push(id);
         self.live_nodes -= 1;
-        let hash = hash_key(&self.hasher, node.parent, node.block.name_bytes());
-        if let Ok(entry) = self.index.find_entry(hash, |&other| other == id) {
-            entry.remove();
-        }
+        self.index.remove(node.parent, node.block.name_bytes(), id);
         let oldest = self.node(node.parent).first_child;
         if id == oldest {
             // Its prev_sibling is the newest child, which the next one now points back to.

@@ -30,6 +30,37 @@ fn a_node_slot_is_96_bytes() {
     assert_eq!(std::mem::size_of::<Option<Node>>(), 96);
 }
 
+/// The index moves to a bigger table a few entries per insert; every node stays findable, and
+/// deleted ones gone, while it does.
+#[test]
+fn the_index_grows_without_losing_a_node() {
+    let mut tree = DataTree::new(false);
+    let mut t = Vec::new();
+    let mut zxid = 0;
+    let mut live = std::collections::BTreeSet::new();
+    let mut checks_while_growing = 0;
+    for i in 0..6_000 {
+        zxid += 1;
+        tree.apply(&txn(zxid, create(&format!("/n{i}"), -1)), &mut t);
+        live.insert(i);
+        if i % 3 == 0 {
+            // Frees slots the next creates reuse, ahead of and behind the drain.
+            zxid += 1;
+            tree.apply(&txn(zxid, TxnBody::Delete { path: format!("/n{}", i / 2) }), &mut t);
+            live.remove(&(i / 2));
+        }
+        if i % 61 == 0 || tree.index.growing() && i % 7 == 0 {
+            checks_while_growing += usize::from(tree.index.growing());
+            for j in 0..=i {
+                assert_eq!(tree.lookup(&format!("/n{j}")).is_some(), live.contains(&j), "/n{j} after {i}");
+            }
+            tree.check_invariants().unwrap();
+        }
+    }
+    assert!(checks_while_growing > 10, "the test never looked while the index grew");
+    assert_eq!(tree.node_count(), live.len() + 5);
+}
+
 /// PROTOCOL.md §2.5 [obs]: create a, delete a, create b → cversion 3; then create a sequential
 /// (suffix from persisted cversion 2), delete both → cversion 6.
 #[test]
