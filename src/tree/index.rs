@@ -15,7 +15,11 @@ use std::hash::BuildHasher;
 use super::{Node, NodeId};
 
 /// Slab slots visited per insert while draining, at the least (see `NodeIndex::grow`).
-const DRAIN_SLOTS_MIN: usize = 4;
+const DRAIN_SLOTS_MIN: usize = 16;
+/// The drain ends within this fraction of the new table's room: both tables are held meanwhile,
+/// so it should end soon, and each insert moves a bounded number of entries (16 slots: a few
+/// microseconds) for the same total work a doubling does at once.
+const DRAIN_WITHIN_ROOM_DIVISOR: usize = 16;
 
 /// Node ids by (parent, name); see the module comment.
 #[derive(Debug)]
@@ -107,13 +111,13 @@ impl NodeIndex {
     }
 
     /// Starts draining the full table into one of twice its capacity. The drain visits every slab
-    /// slot once; at `drain_slots` per insert it ends after at most half the new room is used.
+    /// slot once; at `drain_slots` per insert it ends after a sixteenth of the new room is used.
     fn grow(&mut self, slab_len: usize) {
         let capacity = (self.table.capacity() * 2).max(16);
         let room = capacity - self.table.len();
         self.old = std::mem::replace(&mut self.table, HashTable::with_capacity(capacity));
         self.drain_at = 0;
-        self.drain_slots = (slab_len * 2 / room.max(1) + 1).max(DRAIN_SLOTS_MIN);
+        self.drain_slots = (slab_len * DRAIN_WITHIN_ROOM_DIVISOR / room.max(1) + 1).max(DRAIN_SLOTS_MIN);
     }
 
     /// Moves the nodes of up to `slots` more slab slots from the old table to the new one.
