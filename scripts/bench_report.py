@@ -126,6 +126,8 @@ def main(out_dir):
     special(f"watch fan-out p50 (setData -> last of {watchers:,} events)", "watchFanout", "fanout", "p50_us", fmt_us,
             False)
     special("watch fan-out p99", "watchFanout", "fanout", "p99_us", fmt_us, False, TARGETS["p99"])
+    special("watch fan-out after setData's reply, p50", "watchFanout", "fanout", "after_answer_p50_us", fmt_us, False)
+    special("watch fan-out after setData's reply, p99", "watchFanout", "fanout", "after_answer_p99_us", fmt_us, False)
     special("connect storm: sessions/s", "connect", "storm", "ops_per_sec", fmt_rate, True)
     special("connect storm: time to all connected", "connect", "storm", "secs",
             lambda v: "-" if v is None else f"{v:.2f}s", False)
