@@ -3,7 +3,7 @@
 //! A hash table that doubles rehashes every entry at once, and hashing an entry here reads its
 //! node and its name (two cache misses): at a million znodes one doubling stopped every request
 //! for about 200 ms (create at 32 x 1,000: `reserve_rehash` was 3.8% of the server's samples,
-//! nearly all of it in the doublings, and the p99.9 was 200-330 ms). So when the table is full a
+//! nearly all of it in the doublings, and the p99.9 was 220-410 ms). So when the table is full a
 //! table of twice the size takes its place and the old one is drained into it a few entries per
 //! insert, walking the slab by id; until it is empty a lookup that misses the new table also tries
 //! the old one. Memory at the peak is what a doubling holds anyway: both tables.
