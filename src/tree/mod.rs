@@ -9,11 +9,10 @@
 //! Layout, chosen for memory at millions of znodes: nodes live in a slab (`Vec<Option<Node>>`)
 //! addressed by `NodeId`; each node stores only its own name, not its full path; children are an
 //! intrusive doubly-linked sibling list in creation order (O(1) append and delete, no per-parent
-//! set); the lookup
-//! index is a hash table of `NodeId`s keyed by (parent id, name) so it holds 4 bytes per node, grown
-//! a few entries per insert (`index`); ACL
-//! lists are interned in a shared `AclTable` and referenced by a 4-byte id. Paths are walked
-//! segment by segment. Nothing here recurses: deep paths are walked with explicit loops.
+//! set); the lookup index is a hash table of `NodeId`s keyed by (parent id, name) so it holds 4
+//! bytes per node, grown a few entries per insert (`index`); ACL lists are interned in a shared
+//! `AclTable` and referenced by a 4-byte id. Paths are walked segment by segment. Nothing here
+//! recurses: deep paths are walked with explicit loops.
 //!
 //! Invariants (checked by `check_invariants` in tests): `num_children` equals the length of the
 //! sibling list; every non-root node is in the index under (parent, name); the node count equals
