@@ -60,14 +60,61 @@ fn need(input: &Bytes, needed: usize) -> Result<(), DecodeError> {
 /// remaining input is `Truncated` (so callers may allocate it safely).
 fn decode_length(input: &mut Bytes) -> Result<Option<usize>, DecodeError> {
     let len = i32::decode(input)?;
+    check_length(len, input.remaining())
+}
+
+/// The rules of a length prefix `len` with `remaining` bytes after it (`decode_length`).
+fn check_length(len: i32, remaining: usize) -> Result<Option<usize>, DecodeError> {
     match len {
         -1 => Ok(None),
         l if l < -1 => Err(DecodeError::BadLength(l)),
-        l => {
-            let l = l as usize;
-            need(input, l)?;
-            Ok(Some(l))
+        l if l as usize > remaining => Err(DecodeError::Truncated { needed: l as usize, remaining }),
+        l => Ok(Some(l as usize)),
+    }
+}
+
+/// Jute read from a borrowed slice, for a hot path that copies what it reads anyway (loading a
+/// snapshot into the tree): the encodings and rules of `Decode`, without splitting `Bytes` off
+/// the input (a reference count each) or allocating. Each function consumes from the front.
+pub mod borrowed {
+    use super::{check_length, DecodeError};
+
+    /// The next `n` bytes.
+    pub fn take<'a>(input: &mut &'a [u8], n: usize) -> Result<&'a [u8], DecodeError> {
+        if input.len() < n {
+            return Err(DecodeError::Truncated { needed: n, remaining: input.len() });
         }
+        let (head, rest) = input.split_at(n);
+        *input = rest;
+        Ok(head)
+    }
+
+    /// An `int`.
+    pub fn int(input: &mut &[u8]) -> Result<i32, DecodeError> {
+        let mut raw = [0u8; 4];
+        raw.copy_from_slice(take(input, 4)?);
+        Ok(i32::from_be_bytes(raw))
+    }
+
+    /// A `long`.
+    pub fn long(input: &mut &[u8]) -> Result<i64, DecodeError> {
+        let mut raw = [0u8; 8];
+        raw.copy_from_slice(take(input, 8)?);
+        Ok(i64::from_be_bytes(raw))
+    }
+
+    /// A `buffer`'s bytes, `None` when null.
+    pub fn buffer<'a>(input: &mut &'a [u8]) -> Result<Option<&'a [u8]>, DecodeError> {
+        let len = int(input)?;
+        match check_length(len, input.len())? {
+            None => Ok(None),
+            Some(len) => take(input, len).map(Some),
+        }
+    }
+
+    /// A `ustring`, as `String`'s decoder reads it: null as empty, bytes that are not UTF-8 lossily.
+    pub fn ustring<'a>(input: &mut &'a [u8]) -> Result<std::borrow::Cow<'a, str>, DecodeError> {
+        Ok(String::from_utf8_lossy(buffer(input)?.unwrap_or_default()))
     }
 }
 
@@ -344,6 +391,22 @@ mod tests {
         fn arbitrary_bytes_never_panic(raw in proptest::collection::vec(any::<u8>(), 0..64)) {
             let _ = Vec::<String>::decode(&mut Bytes::from(raw.clone()));
             let _ = Option::<Bytes>::decode(&mut Bytes::from(raw));
+        }
+
+        /// The borrowed readers agree with `Decode` on any input, errors included.
+        #[test]
+        fn borrowed_readers_match_decode(raw in proptest::collection::vec(any::<u8>(), 0..40)) {
+            let mut slice: &[u8] = &raw;
+            let mut bytes = Bytes::from(raw.clone());
+            prop_assert_eq!(borrowed::buffer(&mut slice).map(|b| b.map(<[u8]>::to_vec)),
+                Option::<Bytes>::decode(&mut bytes).map(|b| b.map(|b| b.to_vec())));
+            prop_assert_eq!(slice.len(), bytes.len());
+            let (mut slice, mut bytes): (&[u8], _) = (&raw, Bytes::from(raw.clone()));
+            prop_assert_eq!(borrowed::ustring(&mut slice).map(|s| s.into_owned()), String::decode(&mut bytes));
+            let (mut slice, mut bytes): (&[u8], _) = (&raw, Bytes::from(raw.clone()));
+            prop_assert_eq!(borrowed::long(&mut slice), i64::decode(&mut bytes));
+            prop_assert_eq!(borrowed::int(&mut slice), i32::decode(&mut bytes));
+            prop_assert_eq!(slice.len(), bytes.len());
         }
     }
 }

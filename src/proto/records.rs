@@ -33,6 +33,23 @@ jute_record! {
         pub cversion: i32, pub aversion: i32, pub ephemeral_owner: i64, pub pzxid: i64,
     }
 }
+impl StatPersisted {
+    /// `decode` from a borrowed slice (`jute::borrowed`), for snapshot loading.
+    pub fn decode_borrowed(input: &mut &[u8]) -> Result<StatPersisted, DecodeError> {
+        use crate::jute::borrowed::{int, long};
+        Ok(StatPersisted {
+            czxid: long(input)?,
+            mzxid: long(input)?,
+            ctime: long(input)?,
+            mtime: long(input)?,
+            version: int(input)?,
+            cversion: int(input)?,
+            aversion: int(input)?,
+            ephemeral_owner: long(input)?,
+            pzxid: long(input)?,
+        })
+    }
+}
 jute_record! {
     /// Header of every client request.
     pub struct RequestHeader { pub xid: i32, pub op: i32 }
@@ -424,6 +441,17 @@ pub(crate) mod tests {
         assert_len_exact(&SetWatches2 { relative_zxid: 9, data_watches: vec!["/x".into()], ..Default::default() });
         assert_len_exact(&MultiHeader { op: -1, done: true, err: -1 });
         assert_len_exact(&WatcherEvent { event_type: 3, state: 3, path: "/w".into() });
+    }
+
+    #[test]
+    fn stat_persisted_decodes_the_same_borrowed() {
+        let stat = StatPersisted { czxid: 1, mzxid: -2, ctime: 3 << 40, mtime: 4, version: 5, cversion: -6, aversion: 7, ephemeral_owner: i64::MIN, pzxid: 9 };
+        let mut out = BytesMut::new();
+        stat.encode(&mut out);
+        let mut slice: &[u8] = &out;
+        assert_eq!(StatPersisted::decode_borrowed(&mut slice), Ok(stat));
+        assert!(slice.is_empty());
+        assert!(matches!(StatPersisted::decode_borrowed(&mut &out[..59]), Err(DecodeError::Truncated { .. })));
     }
 
     pub(crate) fn hex(s: &str) -> Vec<u8> {

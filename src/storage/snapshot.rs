@@ -351,61 +351,17 @@ fn decode_record(input: &mut Bytes) -> Result<Record, crate::jute::DecodeError> 
     })
 }
 
-fn take<'a>(input: &mut &'a [u8], n: usize) -> Result<&'a [u8], crate::jute::DecodeError> {
-    if input.len() < n {
-        return Err(crate::jute::DecodeError::Truncated { needed: n, remaining: input.len() });
-    }
-    let (head, rest) = input.split_at(n);
-    *input = rest;
-    Ok(head)
-}
-
-fn take_i32(input: &mut &[u8]) -> Result<i32, crate::jute::DecodeError> {
-    let mut raw = [0u8; 4];
-    raw.copy_from_slice(take(input, 4)?);
-    Ok(i32::from_be_bytes(raw))
-}
-
-fn take_i64(input: &mut &[u8]) -> Result<i64, crate::jute::DecodeError> {
-    let mut raw = [0u8; 8];
-    raw.copy_from_slice(take(input, 8)?);
-    Ok(i64::from_be_bytes(raw))
-}
-
-/// A jute `buffer` or `ustring`'s bytes: -1 is null, other negative lengths are errors.
-fn take_buffer<'a>(input: &mut &'a [u8]) -> Result<Option<&'a [u8]>, crate::jute::DecodeError> {
-    match take_i32(input)? {
-        -1 => Ok(None),
-        len if len < -1 => Err(crate::jute::DecodeError::BadLength(len)),
-        len => take(input, len as usize).map(Some),
-    }
-}
-
-/// A node record, borrowed from `input`: the tag, then path (`ustring`, null read as empty and
-/// bytes that are not UTF-8 read lossily, as the `String` decoder does), data (`buffer`, null kept
+/// A node record, borrowed from `input`: the tag, then path (`ustring`), data (`buffer`, null kept
 /// distinct), ACL id and persisted Stat, in the order the writer puts them.
 type NodeRecord<'a> = (std::borrow::Cow<'a, str>, Option<&'a [u8]>, i32, StatPersisted);
 
 fn decode_node<'a>(input: &mut &'a [u8]) -> Result<NodeRecord<'a>, crate::jute::DecodeError> {
+    use crate::jute::borrowed::{buffer, int, take, ustring};
     match take(input, 1)? {
         [TAG_NODE] => {}
         _ => return Err(crate::jute::DecodeError::Invalid("not a node record".into())),
     }
-    let path = String::from_utf8_lossy(take_buffer(input)?.unwrap_or_default());
-    let data = take_buffer(input)?;
-    let acl_id = take_i32(input)?;
-    let stat = StatPersisted {
-        czxid: take_i64(input)?,
-        mzxid: take_i64(input)?,
-        ctime: take_i64(input)?,
-        mtime: take_i64(input)?,
-        version: take_i32(input)?,
-        cversion: take_i32(input)?,
-        aversion: take_i32(input)?,
-        ephemeral_owner: take_i64(input)?,
-        pzxid: take_i64(input)?,
-    };
-    Ok((path, data, acl_id, stat))
+    Ok((ustring(input)?, buffer(input)?, int(input)?, StatPersisted::decode_borrowed(input)?))
 }
 
 /// Reads and verifies one snapshot file. The file is read in chunks and checked against its
