@@ -26,8 +26,8 @@ fn fresh_tree_has_zookeepers_nodes() {
 /// The per-node budget the memory row of the benchmark rests on (README, BENCHMARKS): growing a
 /// node by a field is 8 MB more with a million znodes, so it should be a decision, not an accident.
 #[test]
-fn a_node_slot_is_96_bytes() {
-    assert_eq!(std::mem::size_of::<Option<Node>>(), 96);
+fn a_node_slot_is_72_bytes() {
+    assert_eq!(std::mem::size_of::<Option<Node>>(), 72);
 }
 
 /// The index moves to a bigger table a few entries per insert; every node stays findable, and
@@ -251,4 +251,44 @@ fn preorder_visit_and_restore_rebuild_the_same_tree() {
     assert_eq!(copy.approximate_data_size(), tree.approximate_data_size());
     assert_eq!(copy.node_count(), tree.node_count());
     copy.check_invariants().unwrap();
+}
+
+/// The Stat a node reports after each kind of change, field by field: the slot keeps some fields
+/// and the block the rest, only while they differ from their creation values (`node_block`).
+#[test]
+fn every_stat_field_follows_creates_set_data_and_set_acl() {
+    let mut tree = DataTree::new(true);
+    let mut t = Vec::new();
+    tree.apply(&txn(1, create("/s", -1)), &mut t);
+    let created = tree.stat("/s").unwrap();
+    assert_eq!((created.czxid, created.mzxid, created.pzxid), (1, 1, 1));
+    assert_eq!((created.ctime, created.mtime, created.version, created.aversion), (1001, 1001, 0, 0));
+    tree.apply(&txn(2, TxnBody::SetData { path: "/s".into(), data: Some(Bytes::from_static(b"two")), version: 1 }), &mut t);
+    tree.apply(&txn(3, TxnBody::SetAcl { path: "/s".into(), acl: open_acl_unsafe(), version: 4 }), &mut t);
+    tree.apply(&txn(4, create("/s/c", -1)), &mut t);
+    let s = tree.stat("/s").unwrap();
+    assert_eq!((s.czxid, s.mzxid, s.pzxid, s.ctime, s.mtime), (1, 2, 4, 1001, 1002));
+    assert_eq!((s.version, s.aversion, s.cversion, s.num_children, s.data_length), (1, 4, 1, 1, 3));
+    assert_eq!(tree.get_data("/s").unwrap().0.as_deref(), Some(&b"two"[..]));
+    // A later setData keeps the aversion; setting the data back does not undo the change.
+    tree.apply(&txn(5, TxnBody::SetData { path: "/s".into(), data: Some(Bytes::from_static(b"d")), version: 2 }), &mut t);
+    let s = tree.stat("/s").unwrap();
+    assert_eq!((s.mzxid, s.mtime, s.version, s.aversion, s.data_length), (5, 1005, 2, 4, 1));
+    // Restored Stats come back exactly, also when only some setData fields differ.
+    let zero = StatPersisted::default();
+    for stat in [
+        StatPersisted { czxid: 9, mzxid: 9, ctime: 50, mtime: 60, ..zero },
+        StatPersisted { czxid: 9, mzxid: 10, ctime: 50, mtime: 50, ..zero },
+        StatPersisted { czxid: 9, mzxid: 9, ctime: 50, mtime: 50, version: 3, ..zero },
+        StatPersisted { czxid: 9, mzxid: 9, ctime: 50, mtime: 50, aversion: -1, ephemeral_owner: 77, ..zero },
+    ] {
+        tree.restore_node("/r", Some(b"x"), &open_acl_unsafe(), stat).unwrap();
+        assert_eq!(tree.node_info("/r").unwrap().stat, stat);
+    }
+    // A TTL node's expiry counts from its last setData.
+    tree.apply(&txn(6, TxnBody::CreateTtl { path: "/t".into(), data: None, acl: open_acl_unsafe(), parent_cversion: -1, ttl_ms: 100 }), &mut t);
+    tree.apply(&txn(50, TxnBody::SetData { path: "/t".into(), data: None, version: 1 }), &mut t);
+    assert!(tree.expired_containers_and_ttls(1140, 0).is_empty());
+    assert_eq!(tree.expired_containers_and_ttls(1151, 0), vec!["/t"]);
+    tree.check_invariants().unwrap();
 }
