@@ -202,6 +202,10 @@ main() {
     # The latency rows' floor: a loopback round trip through the generator to a bare echo server.
     "$CARGO_TARGET_DIR/release/ferrokeeper-bench" --label _machine --json "$BENCH_OUT/results.jsonl" \
         rtt-floor --secs "$SECS" >&2
+    # The fan-out rows' floor: the generator's watchers reading one event each from a bare server
+    # that only writes them (a thread per core), so no log sync, no request, no bookkeeping.
+    "$CARGO_TARGET_DIR/release/ferrokeeper-bench" --label _machine --json "$BENCH_OUT/results.jsonl" \
+        watch-floor --sessions "$WATCHERS" --rounds "$ROUNDS" >&2
     local kind
     for kind in $BENCH_SERVERS; do
         log "=== $kind"

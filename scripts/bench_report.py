@@ -145,6 +145,12 @@ def main(out_dir):
     special("restart to first served read", "restart", "firstRead", "restart_ms",
             lambda v: "-" if v is None else f"{v / 1000:.2f}s", False, TARGETS["restart"], na="n/a (in-memory)")
     table("Other figures", cols, body)
+    fan_floor = index.get(("_machine", "watchFloor", "fanout"))
+    if fan_floor is not None:
+        lines.insert(len(lines) - 1, f"floor of this machine for the fan-out: {fan_floor['sessions']:,} events from a server that "
+                     "only writes them, one thread per core, read by the same watcher code (ferrokeeper-bench "
+                     f"watch-floor): p50 {fmt_us(fan_floor['p50_us'])}, p99 {fmt_us(fan_floor['p99_us'])}; a server "
+                     "can at best match it, so ZooKeeper's figure over it bounds the fan-out ratios")
     other_cols = ["server", "server cpu cores", "client cpu cores", "other load (cores)"]
     other_body = []
     for s in servers:

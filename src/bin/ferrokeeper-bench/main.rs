@@ -14,7 +14,7 @@ use std::collections::VecDeque;
 use std::io::{IsTerminal, Write as _};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -126,6 +126,21 @@ enum Command {
         #[arg(long, default_value_t = 8.0)]
         secs: f64,
     },
+    /// The machine's floor for the watch fan-out: `sessions` connections read by this generator's
+    /// watcher code, and a server that does nothing but write one event frame to each of them
+    /// per round (blocking threads in this process, one per core, each writing to its share of
+    /// the connections). No server can deliver the events faster than this on this machine.
+    WatchFloor {
+        /// Watching connections.
+        #[arg(long, default_value_t = 1_000)]
+        sessions: usize,
+        /// Rounds.
+        #[arg(long, default_value_t = 300)]
+        rounds: usize,
+        /// Writer threads (default: one per core).
+        #[arg(long)]
+        writers: Option<usize>,
+    },
     /// Time from `since_epoch_ms` (when the script started the server) to the first served read.
     FirstRead {
         /// Node to read.
@@ -189,6 +204,10 @@ async fn run(cli: &Cli) -> Result<Outcome, WireError> {
         Command::Watch { sessions, rounds } => run_watch(cli, (*sessions).max(1), (*rounds).max(1)).await?,
         Command::Connect { sessions } => run_connect(cli, (*sessions).max(1)).await?,
         Command::RttFloor { secs } => run_rtt_floor(Duration::from_secs_f64(*secs)).await?,
+        Command::WatchFloor { sessions, rounds, writers } => {
+            let writers = writers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+            run_watch_floor((*sessions).max(1), (*rounds).max(1), writers.max(1)).await?
+        }
         Command::FirstRead {
             path,
             since_epoch_ms,
@@ -523,17 +542,90 @@ async fn run_load(cli: &Cli, spec: &LoadSpec) -> Result<Outcome, WireError> {
 // ---------------------------------------------------------------------------------------------
 // Watch fan-out
 
-enum WatchNote {
-    Armed(usize),
-    Fired(usize, Instant),
+/// How the watchers of a round report their events: each notes its arrival time itself and
+/// counts the round's events, and the last one wakes the controller. One wake-up per round instead
+/// of one message per event: the generator reads a thousand sockets on the cores the server also
+/// needs, so its own cost per event is part of every fan-out it measures.
+struct FanoutClock {
+    base: Instant,
+    watchers: usize,
+    fired: AtomicUsize,
+    /// Latest arrival of the round, ns since `base`.
+    last_ns: AtomicU64,
+    /// Earliest arrival of the round, ns since `base`.
+    first_ns: AtomicU64,
+    all_fired: tokio::sync::Notify,
 }
+
+impl FanoutClock {
+    fn new(watchers: usize) -> FanoutClock {
+        FanoutClock {
+            base: Instant::now(),
+            watchers,
+            fired: AtomicUsize::new(0),
+            last_ns: AtomicU64::new(0),
+            first_ns: AtomicU64::new(u64::MAX),
+            all_fired: tokio::sync::Notify::new(),
+        }
+    }
+
+    fn now_ns(&self) -> u64 {
+        self.base.elapsed().as_nanos() as u64
+    }
+
+    /// Starts a round; no watcher may fire before (it has not been told to arm yet, or its event
+    /// has not been sent).
+    fn reset(&self) {
+        self.fired.store(0, Ordering::SeqCst);
+        self.last_ns.store(0, Ordering::SeqCst);
+        self.first_ns.store(u64::MAX, Ordering::SeqCst);
+    }
+
+    /// A watcher got its event; returns its arrival time (ns since `base`).
+    fn fire(&self) -> u64 {
+        let at = self.now_ns();
+        self.last_ns.fetch_max(at, Ordering::SeqCst);
+        self.first_ns.fetch_min(at, Ordering::SeqCst);
+        if self.fired.fetch_add(1, Ordering::SeqCst) + 1 == self.watchers {
+            self.all_fired.notify_one();
+        }
+        at
+    }
+
+    /// Waits until every watcher fired; the round's first and last arrivals.
+    async fn wait_all(&self) -> Result<(u64, u64), WireError> {
+        while self.fired.load(Ordering::SeqCst) < self.watchers {
+            tokio::time::timeout(READ_TIMEOUT, self.all_fired.notified())
+                .await
+                .map_err(|_| WireError::Protocol("watchers stopped before their event".into()))?;
+        }
+        Ok((self.first_ns.load(Ordering::SeqCst), self.last_ns.load(Ordering::SeqCst)))
+    }
+}
+
+/// Reads until a watch event arrives (skipping anything else).
+async fn read_event(session: &mut Session) -> Result<(), WireError> {
+    loop {
+        let mut frame = tokio::time::timeout(READ_TIMEOUT, session.read_frame())
+            .await
+            .map_err(|_| WireError::Timeout(READ_TIMEOUT))??;
+        if ReplyHeader::decode(&mut frame)?.xid == XID_NOTIFICATION {
+            return Ok(());
+        }
+    }
+}
+
+/// Per round, when each event arrived (ns since the clock's base), per watcher.
+type Arrivals = Vec<u64>;
 
 async fn watcher(
     mut session: Session,
     rounds: usize,
     mut arm: tokio::sync::watch::Receiver<usize>,
-    notes: mpsc::Sender<WatchNote>,
-) -> Result<(), WireError> {
+    armed: mpsc::Sender<()>,
+    clock: Arc<FanoutClock>,
+) -> Result<Arrivals, WireError> {
+    let mut arrivals = Vec::with_capacity(rounds);
     for round in 0..rounds {
         // Re-arm only when told, so no getData competes with the previous round's fan-out.
         if arm.wait_for(|r| *r >= round).await.is_err() {
@@ -554,55 +646,66 @@ async fn watcher(
                 header.err
             )));
         }
-        let _ = notes.send(WatchNote::Armed(round)).await;
-        loop {
-            let mut frame = tokio::time::timeout(READ_TIMEOUT, session.read_frame())
-                .await
-                .map_err(|_| WireError::Timeout(READ_TIMEOUT))??;
-            if ReplyHeader::decode(&mut frame)?.xid == XID_NOTIFICATION {
-                break;
-            }
-        }
-        let _ = notes.send(WatchNote::Fired(round, Instant::now())).await;
+        let _ = armed.send(()).await;
+        read_event(&mut session).await?;
+        arrivals.push(clock.fire());
     }
     // Close only once every round is measured: closing as soon as its own last event came made
     // the last round race a thousand closeSession writes, and that round was always among the
     // slowest (the p99 of a few hundred rounds is one of the slowest few).
     let _ = arm.wait_for(|r| *r >= rounds).await;
     let _ = tokio::time::timeout(Duration::from_secs(5), session.call(i32::MAX, &Request::CloseSession)).await;
-    Ok(())
+    Ok(arrivals)
+}
+
+/// Histogram of every event's delay after its round started (`starts`, ns since the clock's base).
+fn event_delays(arrivals: &[Arrivals], starts: &[u64]) -> Histogram {
+    let mut per_event = Histogram::default();
+    for watcher in arrivals {
+        for (at, start) in watcher.iter().zip(starts) {
+            per_event.record(at.saturating_sub(*start));
+        }
+    }
+    per_event
+}
+
+async fn join_watchers(tasks: Vec<tokio::task::JoinHandle<Result<Arrivals, WireError>>>) -> Result<Vec<Arrivals>, WireError> {
+    let mut arrivals = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        arrivals.push(task.await.map_err(|e| WireError::Protocol(format!("watcher failed: {e}")))??);
+    }
+    Ok(arrivals)
 }
 
 async fn run_watch(cli: &Cli, watchers: usize, rounds: usize) -> Result<Outcome, WireError> {
     let mut control = Session::connect(cli.server, None, READ_TIMEOUT).await?;
     create_all(&mut control, &[workload::ROOT.into(), workload::WATCHED.into()], b"v").await?;
     let sessions = connect_many(cli, watchers).await?;
-    let (notes_tx, mut notes) = mpsc::channel(watchers * 2);
+    let clock = Arc::new(FanoutClock::new(watchers));
+    let (armed_tx, mut armed) = mpsc::channel(watchers);
     let (arm_tx, arm_rx) = tokio::sync::watch::channel(0usize);
     let mut tasks = Vec::with_capacity(watchers);
     for session in sessions {
-        tasks.push(tokio::spawn(watcher(session, rounds, arm_rx.clone(), notes_tx.clone())));
+        tasks.push(tokio::spawn(watcher(session, rounds, arm_rx.clone(), armed_tx.clone(), clock.clone())));
     }
-    drop(notes_tx);
-    let mut armed = vec![0usize; rounds];
-    let mut fired: Vec<Vec<Instant>> = vec![Vec::with_capacity(watchers); rounds];
+    drop(armed_tx);
     let mut fan_out = Histogram::default();
-    let mut per_event = Histogram::default();
     // The fan-out after setData's reply: without the log sync before it, which on this kind of
     // disk now and then takes 100 ms or more (README, BENCHMARKS).
     let mut after_answer = Histogram::default();
+    let mut starts = Vec::with_capacity(rounds);
     let (start, cpu_start) = (Instant::now(), CpuSample::take(cli.server_pid));
     let mut busy = Duration::ZERO;
     for round in 0..rounds {
+        clock.reset();
         let _ = arm_tx.send(round);
-        while armed[round] < watchers {
-            match tokio::time::timeout(READ_TIMEOUT, notes.recv()).await {
-                Ok(Some(WatchNote::Armed(r))) => armed[r] += 1,
-                Ok(Some(WatchNote::Fired(r, t))) => fired[r].push(t),
+        for _ in 0..watchers {
+            match tokio::time::timeout(READ_TIMEOUT, armed.recv()).await {
+                Ok(Some(())) => {}
                 _ => return Err(WireError::Protocol("watchers stopped before arming".into())),
             }
         }
-        let set_at = Instant::now();
+        let set_at = clock.now_ns();
         let (header, _) = control
             .call(
                 -100,
@@ -615,36 +718,24 @@ async fn run_watch(cli: &Cli, watchers: usize, rounds: usize) -> Result<Outcome,
         if header.err != 0 {
             return Err(WireError::Protocol(format!("setData failed: {}", header.err)));
         }
-        let answered_at = Instant::now();
-        while fired[round].len() < watchers {
-            match tokio::time::timeout(READ_TIMEOUT, notes.recv()).await {
-                Ok(Some(WatchNote::Armed(r))) => armed[r] += 1,
-                Ok(Some(WatchNote::Fired(r, t))) => fired[r].push(t),
-                _ => return Err(WireError::Protocol("watchers stopped before their event".into())),
-            }
-        }
-        let last = fired[round].iter().max().copied().unwrap_or(set_at);
-        fan_out.record(last.duration_since(set_at).as_nanos() as u64);
-        after_answer.record(last.saturating_duration_since(answered_at).as_nanos() as u64);
-        busy += last.duration_since(set_at);
-        for t in &fired[round] {
-            per_event.record(t.duration_since(set_at).as_nanos() as u64);
-        }
-        fired[round] = Vec::new();
+        let answered_at = clock.now_ns();
+        let (first, last) = clock.wait_all().await?;
+        starts.push(set_at);
+        fan_out.record(last.saturating_sub(set_at));
+        after_answer.record(last.saturating_sub(answered_at));
+        busy += Duration::from_nanos(last.saturating_sub(set_at));
         eprintln!(
-            "{} watch: round {}/{rounds} fan-out {:.2} ms (setData answered after {:.2} ms)",
+            "{} watch: round {}/{rounds} fan-out {:.2} ms (first event after {:.2} ms, setData answered after {:.2} ms)",
             cli.label,
             round + 1,
-            last.duration_since(set_at).as_secs_f64() * 1e3,
-            answered_at.duration_since(set_at).as_secs_f64() * 1e3
+            last.saturating_sub(set_at) as f64 / 1e6,
+            first.saturating_sub(set_at) as f64 / 1e6,
+            answered_at.saturating_sub(set_at) as f64 / 1e6
         );
     }
     let (elapsed, cpu_end) = (start.elapsed(), CpuSample::take(cli.server_pid));
     let _ = arm_tx.send(rounds);
-    for task in tasks {
-        task.await
-            .map_err(|e| WireError::Protocol(format!("watcher failed: {e}")))??;
-    }
+    let per_event = event_delays(&join_watchers(tasks).await?, &starts);
     let _ = control.call(i32::MAX, &Request::CloseSession).await;
     // Throughput here is events delivered per second of fan-out time; latency rows are the
     // setData-to-last-event time per round. CPU covers the whole phase (arming getData included)
@@ -797,6 +888,101 @@ async fn run_rtt_floor(window: Duration) -> Result<Outcome, WireError> {
         ops,
         secs: window.as_secs_f64(),
         latency,
+        ..Outcome::default()
+    })
+}
+
+/// The event frame the fan-out floor writes: what a server sends for a setData on the watched
+/// node (reply header with xid -1, then the WatcherEvent).
+fn event_frame() -> Vec<u8> {
+    use ferrokeeper::jute::Encode;
+    use ferrokeeper::proto::consts::{event_type::NODE_DATA_CHANGED, STATE_SYNC_CONNECTED};
+    use ferrokeeper::proto::WatcherEvent;
+    let mut body = BytesMut::new();
+    ReplyHeader { xid: XID_NOTIFICATION, zxid: -1, err: 0 }.encode(&mut body);
+    WatcherEvent { event_type: NODE_DATA_CHANGED, state: STATE_SYNC_CONNECTED, path: workload::WATCHED.into() }
+        .encode(&mut body);
+    let mut frame = (body.len() as i32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    frame
+}
+
+async fn run_watch_floor(watchers: usize, rounds: usize, writers: usize) -> Result<Outcome, WireError> {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let address = listener.local_addr()?;
+    // The server side: accepts every connection, deals them out to the writer threads, then each
+    // writer sends one event to each of its connections whenever told to.
+    let (go_txs, go_rxs): (Vec<_>, Vec<_>) = (0..writers).map(|_| std::sync::mpsc::sync_channel::<()>(1)).unzip();
+    let frame = Arc::new(event_frame());
+    std::thread::spawn(move || -> std::io::Result<()> {
+        let mut shares: Vec<Vec<std::net::TcpStream>> = (0..writers).map(|_| Vec::new()).collect();
+        for i in 0..watchers {
+            let (stream, _) = listener.accept()?;
+            stream.set_nodelay(true)?;
+            shares[i % writers].push(stream);
+        }
+        for (mut share, go) in shares.into_iter().zip(go_rxs) {
+            let frame = frame.clone();
+            std::thread::spawn(move || -> std::io::Result<()> {
+                while go.recv().is_ok() {
+                    for stream in &mut share {
+                        stream.write_all(&frame)?;
+                    }
+                }
+                Ok(())
+            });
+        }
+        Ok(())
+    });
+    let clock = Arc::new(FanoutClock::new(watchers));
+    let mut tasks = Vec::with_capacity(watchers);
+    for _ in 0..watchers {
+        let stream = tokio::net::TcpStream::connect(address).await?;
+        stream.set_nodelay(true)?;
+        let (reader, writer) = stream.into_split();
+        let mut session = Session { session_id: 0, reader, writer, read_buf: BytesMut::with_capacity(64 * 1024) };
+        let clock = clock.clone();
+        // What `watcher` does once armed: read the event, note its arrival.
+        tasks.push(tokio::spawn(async move {
+            let mut arrivals = Vec::with_capacity(rounds);
+            for _ in 0..rounds {
+                read_event(&mut session).await?;
+                arrivals.push(clock.fire());
+            }
+            Ok::<_, WireError>(arrivals)
+        }));
+    }
+    let mut fan_out = Histogram::default();
+    let mut busy = Duration::ZERO;
+    let mut starts = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        // A pause like the re-arming between the real rounds, so each round starts idle.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        clock.reset();
+        let set_at = clock.now_ns();
+        for go in &go_txs {
+            go.send(()).map_err(|_| WireError::Protocol("floor writer stopped".into()))?;
+        }
+        let (_, last) = clock.wait_all().await?;
+        starts.push(set_at);
+        fan_out.record(last.saturating_sub(set_at));
+        busy += Duration::from_nanos(last.saturating_sub(set_at));
+    }
+    drop(go_txs);
+    let per_event = event_delays(&join_watchers(tasks).await?, &starts);
+    Ok(Outcome {
+        workload: "watchFloor".into(),
+        mode: "fanout".into(),
+        sessions: watchers,
+        outstanding: 1,
+        ops: (watchers * rounds) as u64,
+        secs: busy.as_secs_f64(),
+        latency: fan_out,
+        extra: vec![
+            ("event_p50_us", per_event.quantile_ns(0.5) as f64 / 1e3),
+            ("event_p99_us", per_event.quantile_ns(0.99) as f64 / 1e3),
+        ],
         ..Outcome::default()
     })
 }
