@@ -669,6 +669,32 @@ fn event_delays(arrivals: &[Arrivals], starts: &[u64]) -> Histogram {
     per_event
 }
 
+/// A fan-out row: events delivered per second of fan-out time, the per-round time to the last
+/// event as its latency, and every event's delay.
+fn fanout_outcome(
+    workload: &str,
+    watchers: usize,
+    rounds: usize,
+    busy: Duration,
+    fan_out: Histogram,
+    per_event: &Histogram,
+) -> Outcome {
+    Outcome {
+        workload: workload.into(),
+        mode: "fanout".into(),
+        sessions: watchers,
+        outstanding: 1,
+        ops: (watchers * rounds) as u64,
+        secs: busy.as_secs_f64(),
+        latency: fan_out,
+        extra: vec![
+            ("event_p50_us", per_event.quantile_ns(0.5) as f64 / 1e3),
+            ("event_p99_us", per_event.quantile_ns(0.99) as f64 / 1e3),
+        ],
+        ..Outcome::default()
+    }
+}
+
 async fn join_watchers(tasks: Vec<tokio::task::JoinHandle<Result<Arrivals, WireError>>>) -> Result<Vec<Arrivals>, WireError> {
     let mut arrivals = Vec::with_capacity(tasks.len());
     for task in tasks {
@@ -740,23 +766,12 @@ async fn run_watch(cli: &Cli, watchers: usize, rounds: usize) -> Result<Outcome,
     // Throughput here is events delivered per second of fan-out time; latency rows are the
     // setData-to-last-event time per round. CPU covers the whole phase (arming getData included)
     // and is averaged over its wall time.
-    let mut outcome = Outcome {
-        workload: "watchFanout".into(),
-        mode: "fanout".into(),
-        sessions: watchers,
-        outstanding: 1,
-        ops: (watchers * rounds) as u64,
-        secs: busy.as_secs_f64(),
-        latency: fan_out,
-        cpu_window_secs: Some(elapsed.as_secs_f64()),
-        extra: vec![
-            ("event_p50_us", per_event.quantile_ns(0.5) as f64 / 1e3),
-            ("event_p99_us", per_event.quantile_ns(0.99) as f64 / 1e3),
-            ("after_answer_p50_us", after_answer.quantile_ns(0.5) as f64 / 1e3),
-            ("after_answer_p99_us", after_answer.quantile_ns(0.99) as f64 / 1e3),
-        ],
-        ..Outcome::default()
-    };
+    let mut outcome = fanout_outcome("watchFanout", watchers, rounds, busy, fan_out, &per_event);
+    outcome.cpu_window_secs = Some(elapsed.as_secs_f64());
+    outcome.extra.extend([
+        ("after_answer_p50_us", after_answer.quantile_ns(0.5) as f64 / 1e3),
+        ("after_answer_p99_us", after_answer.quantile_ns(0.99) as f64 / 1e3),
+    ]);
     cpu_start.fill(&cpu_end, &mut outcome);
     Ok(outcome)
 }
@@ -971,20 +986,7 @@ async fn run_watch_floor(watchers: usize, rounds: usize, writers: usize) -> Resu
     }
     drop(go_txs);
     let per_event = event_delays(&join_watchers(tasks).await?, &starts);
-    Ok(Outcome {
-        workload: "watchFloor".into(),
-        mode: "fanout".into(),
-        sessions: watchers,
-        outstanding: 1,
-        ops: (watchers * rounds) as u64,
-        secs: busy.as_secs_f64(),
-        latency: fan_out,
-        extra: vec![
-            ("event_p50_us", per_event.quantile_ns(0.5) as f64 / 1e3),
-            ("event_p99_us", per_event.quantile_ns(0.99) as f64 / 1e3),
-        ],
-        ..Outcome::default()
-    })
+    Ok(fanout_outcome("watchFloor", watchers, rounds, busy, fan_out, &per_event))
 }
 
 async fn run_first_read(cli: &Cli, path: &str, since_epoch_ms: u64, deadline: Duration) -> Result<Outcome, WireError> {
