@@ -307,6 +307,8 @@ const REOPEN_INTERVAL: Duration = Duration::from_secs(1);
 struct WriterLog {
     log: Option<TxnLog>,
     path: PathBuf,
+    /// The first open's direct IO choice, kept by every reopen.
+    direct_io: bool,
     damaged: bool,
     last_reopen: Option<std::time::Instant>,
 }
@@ -329,7 +331,7 @@ impl WriterLog {
         self.last_reopen = Some(std::time::Instant::now());
         // Close RocksDB before opening it again (it holds a lock on the directory).
         drop(self.log.take());
-        let log = TxnLog::open(&self.path).map_err(|e| e.to_string())?;
+        let log = TxnLog::reopen(&self.path, self.direct_io).map_err(|e| e.to_string())?;
         let truncated = log.truncate_after(durable_zxid).map_err(|e| e.to_string());
         self.log = Some(log);
         truncated?;
@@ -355,6 +357,7 @@ fn writer_loop(
     let mut last_alive_written = 0i64;
     let mut log = WriterLog {
         path: log.path().to_path_buf(),
+        direct_io: log.direct_io(),
         log: Some(log),
         damaged: false,
         last_reopen: None,

@@ -86,6 +86,8 @@ pub enum LogError {
 pub struct TxnLog {
     db: DB,
     path: PathBuf,
+    /// Whether flushes and compactions write with direct IO (`open`).
+    direct_io: bool,
 }
 
 fn key(zxid: i64) -> [u8; 8] {
@@ -144,20 +146,31 @@ const WAL_TOTAL_BYTES_MAX: u64 = 4 * TXNS_MEMTABLE_BYTES as u64;
 impl TxnLog {
     /// Opens (creating if needed) the log in `dir`.
     pub fn open(dir: &Path) -> Result<TxnLog, LogError> {
-        let mut options = Self::options();
         // Memtable flushes (and compactions) write their files with direct IO: through the page
         // cache, a flush left megabytes of dirty pages that the next log sync had to wait for.
         // With 8 MiB memtables at 32 x 1,000 setData that was a flush every ~100 ms, and 91 of 93
         // log syncs over 4 ms overlapped one; with direct IO 3-4 syncs a run were over 4 ms, and
         // setData's p99 went from 9.0-9.4 to 5.7-5.8 ms (README, BENCHMARKS). A filesystem that
         // refuses O_DIRECT would make every flush fail, so it is probed first.
-        match direct_io_works(dir) {
-            Ok(()) => options.set_use_direct_io_for_flush_and_compaction(true),
-            Err(e) => tracing::info!(
-                dir = %dir.display(),
-                "the transaction log's flushes go through the page cache: direct IO is not available here ({e})"
-            ),
-        }
+        let direct_io = match direct_io_works(dir) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::info!(
+                    dir = %dir.display(),
+                    "the transaction log's flushes go through the page cache: direct IO is not available here ({e})"
+                );
+                false
+            }
+        };
+        Self::reopen(dir, direct_io)
+    }
+
+    /// Opens the log in `dir` as `open` would, with direct IO decided already: a reopen after a
+    /// write error keeps the first open's choice (a full disk would fail the probe) and logs
+    /// nothing about it again.
+    pub(super) fn reopen(dir: &Path, direct_io: bool) -> Result<TxnLog, LogError> {
+        let mut options = Self::options();
+        options.set_use_direct_io_for_flush_and_compaction(direct_io);
         // Memtables hold txns until they are flushed to SST files; RocksDB's default (two of 64 MiB)
         // was a fifth of the server's memory with 1,000,000 znodes. The log is read back only at
         // start-up and by followers catching up, so small memtables cost nothing that matters.
@@ -172,6 +185,7 @@ impl TxnLog {
             Ok(db) => Ok(TxnLog {
                 db,
                 path: dir.to_path_buf(),
+                direct_io,
             }),
             Err(source) if source.kind() == rocksdb::ErrorKind::Corruption => Err(LogError::Damaged {
                 path: dir.to_path_buf(),
@@ -203,6 +217,11 @@ impl TxnLog {
         // them all again. Past this total RocksDB flushes the family holding the oldest file.
         options.set_max_total_wal_size(WAL_TOTAL_BYTES_MAX);
         options
+    }
+
+    /// Whether flushes and compactions write with direct IO.
+    pub(super) fn direct_io(&self) -> bool {
+        self.direct_io
     }
 
     fn db_err(&self) -> impl Fn(rocksdb::Error) -> LogError + '_ {

@@ -235,14 +235,7 @@ impl NodeBlock {
 
     /// The persisted `ephemeralOwner`.
     pub(super) fn owner(&self) -> i64 {
-        let spans = self.spans();
-        if spans.flags & HAS_OWNER == 0 {
-            return 0;
-        }
-        self.bytes
-            .get(spans.name_end + 1..spans.name_end + 9)
-            .and_then(|b| <[u8; 8]>::try_from(b).ok())
-            .map_or(0, i64::from_le_bytes)
+        self.stat().owner
     }
 
     /// Replaces the data and the Stat fields, keeping the name.
