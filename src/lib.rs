@@ -10,9 +10,10 @@
 //! - `server`: the request pipeline (`core`, `prep`, `auth`) and its tokio driver (`net`).
 //! - `storage`: the txn log on RocksDB, snapshots, restart.
 //! - `admin`: four-letter words.
+//! - `zab`: the quorum: quorum rules, fast leader election, and the election connections.
 //! - `node`: wiring and shutdown.
 //!
-//! `jute`, `proto`, `tree`, `watch`, `session` and `server::core` do no IO and read no clock.
+//! `jute`, `proto`, `tree`, `watch`, `session`, `server::core`, `zab::quorum` and `zab::election` do no IO and read no clock.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -27,3 +28,4 @@ pub mod session;
 pub mod storage;
 pub mod tree;
 pub mod watch;
+pub mod zab;

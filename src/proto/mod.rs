@@ -6,6 +6,7 @@
 //! Depends only on `jute`.
 
 pub mod consts;
+pub mod election;
 pub mod error_code;
 pub mod frame;
 pub mod op_code;

@@ -1,0 +1,255 @@
+//! Fast leader election over real sockets: ferrokeeper servers among themselves, and a
+//! ferrokeeper server in one ensemble with real Apache ZooKeeper 3.8 servers (Debian's package,
+//! which `scripts/install-test-deps.sh` installs), so both sides must read each other's
+//! handshakes and notifications and agree on the leader.
+//!
+//! Each test has its own loopback addresses (127.0.4x.sid) so tests can run in parallel.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ferrokeeper::proto::election::ServerState;
+use ferrokeeper::zab::election::{Election, ElectionTimeouts};
+use ferrokeeper::zab::peers::{self, Command as ElectionCommand, ElectionHandle, PeerSettings};
+use ferrokeeper::zab::quorum::{Member, QuorumVerifier};
+
+const QUORUM_PORT: u16 = 2888;
+const ELECTION_PORT: u16 = 3888;
+const CLIENT_PORT: u16 = 2181;
+
+fn host(net: u8, sid: i64) -> String {
+    format!("127.0.{net}.{sid}")
+}
+
+fn members(net: u8, count: i64) -> Vec<Member> {
+    (1..=count)
+        .map(|sid| Member {
+            sid,
+            participant: true,
+            line: format!("{}:{QUORUM_PORT}:{ELECTION_PORT}:participant", host(net, sid)),
+        })
+        .collect()
+}
+
+async fn start_ferrokeeper(net: u8, sid: i64, count: i64) -> ElectionHandle {
+    let verifier = QuorumVerifier::majority(members(net, count), 0);
+    let election = Election::new(sid, verifier, ElectionTimeouts::default(), 0, 0);
+    let peers: BTreeMap<i64, String> = (1..=count)
+        .filter(|&other| other != sid)
+        .map(|other| (other, format!("{}:{ELECTION_PORT}", host(net, other))))
+        .collect();
+    let settings = PeerSettings {
+        my_sid: sid,
+        listen: format!("{}:{ELECTION_PORT}", host(net, sid)).parse().unwrap(),
+        announce: format!("{}:{ELECTION_PORT}", host(net, sid)),
+        peers,
+        connect_timeout: Duration::from_secs(5),
+    };
+    let handle = peers::start(settings, election).await.expect("election listener binds");
+    handle
+        .commands
+        .send(ElectionCommand::Look {
+            last_logged_zxid: 0,
+            current_epoch: 0,
+        })
+        .await
+        .unwrap();
+    handle
+}
+
+async fn decided(handle: &mut ElectionHandle, within: Duration) -> (ServerState, i64) {
+    let waited = tokio::time::timeout(within, handle.status.wait_for(|s| s.last_outcome.is_some())).await;
+    let status = *waited
+        .expect("the election decides in time")
+        .expect("the election task runs");
+    (status.state, status.vote.leader)
+}
+
+/// A real ZooKeeper quorum member, killed when dropped.
+struct ZooKeeper {
+    child: Child,
+    log: PathBuf,
+}
+
+impl ZooKeeper {
+    fn start(net: u8, sid: i64, count: i64) -> ZooKeeper {
+        let dir = std::env::temp_dir().join(format!("ferrokeeper-election-{}-{net}-{sid}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        std::fs::write(dir.join("data/myid"), format!("{sid}\n")).unwrap();
+        let mut cfg = format!(
+            "tickTime=500\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={CLIENT_PORT}\n\
+             clientPortAddress={}\n4lw.commands.whitelist=*\nadmin.enableServer=false\n",
+            dir.join("data").display(),
+            host(net, sid)
+        );
+        for m in members(net, count) {
+            cfg.push_str(&format!("server.{}={}\n", m.sid, m.line));
+        }
+        std::fs::write(dir.join("zoo.cfg"), cfg).unwrap();
+        let log = dir.join("server.log");
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new("java")
+            .args([
+                "-Xmx256m",
+                "-cp",
+                "/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-simple.jar",
+            ])
+            .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
+            .arg(dir.join("zoo.cfg"))
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("java runs (scripts/install-test-deps.sh installs ZooKeeper)");
+        ZooKeeper { child, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log has `text`.
+    fn wait_for_log(&self, text: &str, within: Duration) {
+        let start = Instant::now();
+        while start.elapsed() < within {
+            if self.log().contains(text) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("ZooKeeper never logged {text:?}; its log:\n{}", self.log());
+    }
+}
+
+impl Drop for ZooKeeper {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `srvr`'s Mode line from a ZooKeeper server, once it serves.
+fn zookeeper_mode(net: u8, sid: i64, within: Duration) -> String {
+    let start = Instant::now();
+    while start.elapsed() < within {
+        if let Ok(mut stream) = TcpStream::connect((host(net, sid).as_str(), CLIENT_PORT)) {
+            let _ = stream.write_all(b"srvr");
+            let mut answer = String::new();
+            let _ = stream.read_to_string(&mut answer);
+            if let Some(line) = answer.lines().find(|l| l.starts_with("Mode: ")) {
+                return line["Mode: ".len()..].to_string();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("ZooKeeper {sid} did not start serving");
+}
+
+#[tokio::test]
+async fn three_ferrokeeper_servers_elect_the_highest_sid() {
+    let mut handles = Vec::new();
+    for sid in 1..=3 {
+        handles.push(start_ferrokeeper(40, sid, 3).await);
+    }
+    let mut outcomes = Vec::new();
+    for handle in &mut handles {
+        outcomes.push(decided(handle, Duration::from_secs(10)).await);
+    }
+    assert_eq!(
+        outcomes,
+        vec![
+            (ServerState::Following, 3),
+            (ServerState::Following, 3),
+            (ServerState::Leading, 3)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_late_ferrokeeper_server_follows_the_running_leader() {
+    let mut first = start_ferrokeeper(42, 1, 3).await;
+    let mut second = start_ferrokeeper(42, 2, 3).await;
+    assert_eq!(
+        decided(&mut first, Duration::from_secs(10)).await,
+        (ServerState::Following, 2)
+    );
+    assert_eq!(
+        decided(&mut second, Duration::from_secs(10)).await,
+        (ServerState::Leading, 2)
+    );
+    // 3 would win a fresh election, but 1 and 2 have decided: it learns their votes and follows.
+    let mut third = start_ferrokeeper(42, 3, 3).await;
+    assert_eq!(
+        decided(&mut third, Duration::from_secs(10)).await,
+        (ServerState::Following, 2)
+    );
+}
+
+#[tokio::test]
+async fn ferrokeeper_follows_the_leader_two_zookeeper_servers_elected() {
+    let one = ZooKeeper::start(41, 1, 3);
+    let two = ZooKeeper::start(41, 2, 3);
+    // The two real servers form a quorum of three on their own; the larger sid leads.
+    let mode_two = tokio::task::spawn_blocking(|| zookeeper_mode(41, 2, Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert_eq!(mode_two, "leader", "ZooKeeper 2's log:\n{}", two.log());
+    let mode_one = tokio::task::spawn_blocking(|| zookeeper_mode(41, 1, Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert_eq!(mode_one, "follower", "ZooKeeper 1's log:\n{}", one.log());
+    // ferrokeeper 3 joins: from their FOLLOWING and LEADING answers it follows 2.
+    let mut three = start_ferrokeeper(41, 3, 3).await;
+    assert_eq!(
+        decided(&mut three, Duration::from_secs(20)).await,
+        (ServerState::Following, 2)
+    );
+    let status = *three.status.borrow();
+    assert_eq!(
+        status.vote.peer_epoch, 1,
+        "the leader's new epoch, as ZooKeeper's answers carry it"
+    );
+    // And ZooKeeper read every field of ferrokeeper's notification as sent (its receiver logs each).
+    for zookeeper in [&one, &two] {
+        zookeeper.wait_for_log(
+            "n.sid:3, n.state:LOOKING, n.leader:3, n.round:0x1, n.peerEpoch:0x0, n.zxid:0x0, \
+             message format version:0x2, n.config version:0x0",
+            Duration::from_secs(10),
+        );
+    }
+}
+
+#[tokio::test]
+async fn zookeeper_follows_a_ferrokeeper_leader_and_calls_its_quorum_port() {
+    // Only ZooKeeper 1 and ferrokeeper 3 are up: both propose 3 (the larger sid) and 3 leads.
+    // ZooKeeper 1 then calls 3's quorum port as a follower: its first packet is FOLLOWERINFO.
+    let quorum = std::net::TcpListener::bind((host(43, 3).as_str(), QUORUM_PORT)).unwrap();
+    let one = ZooKeeper::start(43, 1, 3);
+    let mut three = start_ferrokeeper(43, 3, 3).await;
+    assert_eq!(
+        decided(&mut three, Duration::from_secs(60)).await,
+        (ServerState::Leading, 3)
+    );
+    let packet = tokio::task::spawn_blocking(move || {
+        let (mut stream, _) = quorum.accept().unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        // QuorumPacket: int type, long zxid, buffer data (LearnerInfo: long sid, ...), authinfo.
+        let mut head = [0u8; 16];
+        stream.read_exact(&mut head).unwrap();
+        let mut sid = [0u8; 8];
+        stream.read_exact(&mut sid).unwrap();
+        (
+            i32::from_be_bytes(head[..4].try_into().unwrap()),
+            i64::from_be_bytes(sid),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(packet, (11, 1), "FOLLOWERINFO from sid 1");
+    one.wait_for_log("FOLLOWING - LEADER ELECTION TOOK", Duration::from_secs(10));
+}
