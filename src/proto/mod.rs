@@ -10,6 +10,7 @@ pub mod election;
 pub mod error_code;
 pub mod frame;
 pub mod op_code;
+pub mod quorum;
 pub mod records;
 pub mod txn;
 

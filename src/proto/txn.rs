@@ -12,6 +12,11 @@ jute_record! {
     /// Header of every logged txn.
     pub struct TxnHeader { pub client_id: i64, pub cxid: i32, pub zxid: i64, pub time: i64, pub txn_type: i32 }
 }
+jute_record! {
+    /// Digest of the tree after a txn (`TxnDigest`; absent on error txns and older logs).
+    #[derive(Copy)]
+    pub struct TxnDigest { pub version: i32, pub tree_digest: i64 }
+}
 
 /// The body of a txn, one variant per `zookeeper.jute` txn record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,6 +114,17 @@ pub struct Txn {
     pub header: TxnHeader,
     /// Body.
     pub body: TxnBody,
+}
+
+/// Decodes a log entry body, which is also a PROPOSAL's data: `TxnHeader`, the record for its
+/// type, then an optional `TxnDigest` (`SerializeUtils.deserializeTxn`: a digest cut short reads
+/// as none). Errors are reasons.
+pub fn decode_entry(mut body: Bytes) -> Result<(Txn, Option<TxnDigest>), String> {
+    let header = TxnHeader::decode(&mut body).map_err(|e| format!("txn header: {e}"))?;
+    let txn_type = header.txn_type;
+    let body_record = TxnBody::decode(txn_type, &mut body).map_err(|e| format!("txn type {txn_type}: {e}"))?;
+    let digest = if body.len() >= 12 { TxnDigest::decode(&mut body).ok() } else { None };
+    Ok((Txn { header, body: body_record }, digest))
 }
 
 fn encode_create_common(path: &str, data: &Option<Bytes>, acl: &Vec<Acl>, out: &mut BytesMut) {

@@ -12,9 +12,8 @@ use std::path::{Path, PathBuf};
 use bytes::{Buf, Bytes};
 
 use super::{adler32, ZkFormatError};
-use crate::jute::Decode;
-use crate::jute_record;
-use crate::proto::txn::{Txn, TxnBody, TxnHeader};
+pub use crate::proto::txn::TxnDigest;
+use crate::proto::txn::{decode_entry, Txn};
 
 /// `FileTxnLog.TXNLOG_MAGIC`, "ZKLG".
 pub const LOG_MAGIC: i32 = 0x5A4B_4C47;
@@ -24,12 +23,6 @@ const FILE_HEADER_LEN: usize = 16;
 const TXN_HEADER_ZXID: std::ops::Range<usize> = 12..20;
 /// The end-of-record marker after every entry.
 const END_OF_RECORD: u8 = 0x42;
-
-jute_record! {
-    /// Digest of the tree after a txn (`TxnDigest`; absent on error txns and older logs).
-    #[derive(Copy)]
-    pub struct TxnDigest { pub version: i32, pub tree_digest: i64 }
-}
 
 /// One decoded log entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,32 +171,13 @@ impl LogReader {
     }
 }
 
-/// Decodes an entry body: `TxnHeader`, the record for its type, then an optional `TxnDigest`
-/// (`SerializeUtils.deserializeTxn`: a digest cut short reads as none).
-fn decode_entry(mut body: Bytes) -> Result<(Txn, Option<TxnDigest>), String> {
-    let header = TxnHeader::decode(&mut body).map_err(|e| format!("txn header: {e}"))?;
-    let txn_type = header.txn_type;
-    let body_record = TxnBody::decode(txn_type, &mut body).map_err(|e| format!("txn type {txn_type}: {e}"))?;
-    let digest = if body.len() >= 12 {
-        TxnDigest::decode(&mut body).ok()
-    } else {
-        None
-    };
-    Ok((
-        Txn {
-            header,
-            body: body_record,
-        },
-        digest,
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use bytes::{BufMut, BytesMut};
 
     use super::*;
     use crate::jute::Encode;
+    use crate::proto::txn::{TxnBody, TxnHeader};
 
     /// The first entry of a real `log.1` (PROTOCOL.md §5.2 worked example).
     fn golden_log() -> Vec<u8> {

@@ -1,0 +1,367 @@
+//! The follower's connection to its leader: a thread that reads the leader's packets, runs them
+//! through the `Learner` state machine and performs its actions against a `FollowerStore`
+//! (ZooKeeper's `Follower.followLeader` loop).
+//!
+//! Owns: the quorum-port socket, its read buffer (packets are back to back with no outer length,
+//! and a SNAP's snapshot stream follows its packet on the same stream), and the order in which
+//! actions reach the store and the socket. Must not touch: what the store does with a txn.
+//!
+//! It is a thread, not a task: the store writes to disk (RocksDB, snapshot files), which must not
+//! happen on a runtime worker, and one connection needs no more than one thread.
+//!
+//! Group commit: proposals are appended as they arrive, and synced once no further whole packet is
+//! already buffered, so a burst of proposals costs one sync; each is acked after that sync.
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tracing::{info, warn};
+
+use crate::jute::{DecodeError, Encode};
+use crate::proto::quorum::{decode_packet, packet_type, QuorumPacket};
+use crate::zab::learner::{Learner, LearnerAction, LearnerError, LearnerStart, Proposal};
+
+/// Bytes read from the socket at a time.
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+
+/// Where the state a follower syncs lives: the tree, the sessions, the log and the epoch files.
+/// Each call returns once its effect is as durable as it says.
+pub trait FollowerStore {
+    /// Durably records the accepted epoch.
+    fn persist_accepted_epoch(&mut self, epoch: i64) -> Result<(), StoreError>;
+    /// Durably records the current epoch.
+    fn persist_current_epoch(&mut self, epoch: i64) -> Result<(), StoreError>;
+    /// Replaces the whole state with this snapshot stream (PROTOCOL.md §4.9) as of `zxid`. It need
+    /// not be durable until `take_snapshot`.
+    fn load_snapshot(&mut self, stream: Bytes, zxid: i64) -> Result<(), StoreError>;
+    /// Drops every txn after `zxid` from the log and rebuilds the state as of `zxid`.
+    fn truncate(&mut self, zxid: i64) -> Result<(), StoreError>;
+    /// Applies a txn that is not logged (the next `take_snapshot` covers it).
+    fn apply_unlogged(&mut self, proposal: Proposal) -> Result<(), StoreError>;
+    /// Makes the state as it is now durable, as a snapshot.
+    fn take_snapshot(&mut self) -> Result<(), StoreError>;
+    /// Appends a proposal to the log (durable at the next `sync`) and keeps it until its commit.
+    fn append(&mut self, proposal: Proposal) -> Result<(), StoreError>;
+    /// Makes every appended proposal durable.
+    fn sync(&mut self) -> Result<(), StoreError>;
+    /// Applies the appended proposal with this zxid.
+    fn commit(&mut self, zxid: i64) -> Result<(), StoreError>;
+    /// The sessions touched since the last call, with their timeouts, for the ping reply.
+    fn touched_sessions(&mut self) -> Vec<(i64, i32)>;
+    /// Sync is complete; the server may serve clients from now on.
+    fn serving(&mut self, epoch: i64);
+}
+
+/// A store operation that failed; the follower stops following.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct StoreError(pub String);
+
+/// Why following stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum FollowError {
+    /// The leader could not be reached or the connection broke.
+    #[error("connection to the leader: {0}")]
+    Io(#[from] std::io::Error),
+    /// The leader sent bytes that are not a packet.
+    #[error("bad packet from the leader: {0}")]
+    Decode(#[from] DecodeError),
+    /// The leader broke the protocol.
+    #[error(transparent)]
+    Protocol(#[from] LearnerError),
+    /// The store failed.
+    #[error("follower store: {0}")]
+    Store(#[from] StoreError),
+    /// `stop` was set.
+    #[error("stopped")]
+    Stopped,
+}
+
+/// How to reach the leader and how long to wait for it.
+#[derive(Clone, Debug)]
+pub struct FollowerSettings {
+    /// The leader's quorum address (`host:port`).
+    pub leader: String,
+    /// Connect timeout, and the read timeout until NEWLEADER (`initLimit × tickTime`).
+    pub init_limit: Duration,
+    /// Read timeout from NEWLEADER on (`syncLimit × tickTime`).
+    pub sync_limit: Duration,
+    /// Largest packet data accepted (`jute.maxbuffer` plus its extra size).
+    pub data_max_bytes: usize,
+}
+
+/// Follows the leader until the connection fails, the leader breaks the protocol, the store fails
+/// or `stop` is set (checked at least once per read timeout).
+pub fn follow(
+    settings: &FollowerSettings,
+    start: LearnerStart,
+    store: &mut dyn FollowerStore,
+    stop: &AtomicBool,
+) -> Result<(), FollowError> {
+    let address =
+        settings.leader.to_socket_addrs()?.next().ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::NotFound, "the leader's address resolves to nothing")
+        })?;
+    let stream = TcpStream::connect_timeout(&address, settings.init_limit)?;
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(settings.init_limit))?;
+    info!(leader = %settings.leader, "connected to the leader");
+    let mut connection = Connection {
+        reader: PacketReader::new(stream.try_clone()?, settings.data_max_bytes),
+        writer: stream,
+    };
+    let mut learner = Learner::new(start);
+    // The last proposal appended but not yet synced.
+    let mut unsynced = None;
+    connection.perform(&mut learner, store, &mut unsynced)?;
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return Err(FollowError::Stopped);
+        }
+        if let Some(zxid) = unsynced {
+            if !connection.reader.has_packet() {
+                store.sync()?;
+                unsynced = None;
+                learner.persisted_through(zxid);
+                connection.perform(&mut learner, store, &mut unsynced)?;
+            }
+        }
+        let packet = match connection.reader.next_packet() {
+            Ok(packet) => packet,
+            Err(FollowError::Io(e))
+                if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                return Err(FollowError::Io(std::io::Error::new(
+                    e.kind(),
+                    "the leader sent nothing within the limit",
+                )));
+            }
+            Err(e) => return Err(e),
+        };
+        let newleader = packet.packet_type == packet_type::NEWLEADER;
+        learner.packet(packet)?;
+        if newleader {
+            connection.writer.set_read_timeout(Some(settings.sync_limit))?;
+        }
+        connection.perform(&mut learner, store, &mut unsynced)?;
+    }
+}
+
+struct Connection {
+    reader: PacketReader,
+    writer: TcpStream,
+}
+
+impl Connection {
+    fn send(&mut self, packet: &QuorumPacket) -> Result<(), FollowError> {
+        let mut out = BytesMut::with_capacity(packet.encoded_len());
+        packet.encode(&mut out);
+        self.writer.write_all(&out)?;
+        Ok(())
+    }
+
+    /// Performs the learner's actions in order (and those they lead to).
+    fn perform(
+        &mut self,
+        learner: &mut Learner,
+        store: &mut dyn FollowerStore,
+        unsynced: &mut Option<i64>,
+    ) -> Result<(), FollowError> {
+        let mut actions = learner.take_actions();
+        while !actions.is_empty() {
+            for action in actions {
+                match action {
+                    LearnerAction::Send(packet) => self.send(&packet)?,
+                    LearnerAction::PersistAcceptedEpoch(epoch) => store.persist_accepted_epoch(epoch)?,
+                    LearnerAction::PersistCurrentEpoch(epoch) => store.persist_current_epoch(epoch)?,
+                    LearnerAction::LoadSnapshot { zxid } => {
+                        let stream = self.reader.snapshot_stream()?;
+                        info!(
+                            zxid = format_args!("0x{zxid:x}"),
+                            bytes = stream.len(),
+                            "snapshot from the leader read"
+                        );
+                        store.load_snapshot(stream, zxid)?;
+                        learner.snapshot_loaded(zxid);
+                    }
+                    LearnerAction::Truncate { zxid } => {
+                        warn!(
+                            zxid = format_args!("0x{zxid:x}"),
+                            "truncating the log to get in sync with the leader"
+                        );
+                        store.truncate(zxid)?;
+                    }
+                    LearnerAction::ApplyUnlogged(proposal) => store.apply_unlogged(*proposal)?,
+                    LearnerAction::TakeSnapshot => store.take_snapshot()?,
+                    LearnerAction::Log(proposal) => {
+                        let zxid = proposal.zxid();
+                        store.append(*proposal)?;
+                        *unsynced = Some(zxid);
+                    }
+                    LearnerAction::Commit(zxid) => store.commit(zxid)?,
+                    LearnerAction::Ping { zxid } => {
+                        let touched = store.touched_sessions();
+                        let mut data = BytesMut::with_capacity(touched.len() * 12);
+                        for (session_id, timeout_ms) in touched {
+                            data.extend_from_slice(&session_id.to_be_bytes());
+                            data.extend_from_slice(&timeout_ms.to_be_bytes());
+                        }
+                        self.send(&QuorumPacket::with_data(packet_type::PING, zxid, data.freeze()))?;
+                    }
+                    LearnerAction::Serving { epoch } => {
+                        info!(
+                            epoch,
+                            mode = learner.sync_mode().map(|m| m.as_str()),
+                            "synced with the leader; serving"
+                        );
+                        store.serving(epoch);
+                    }
+                    // Forwarded syncs and revalidations come with client connections on followers,
+                    // which are not wired to this connection yet.
+                    LearnerAction::SyncDone | LearnerAction::Revalidated { .. } => {}
+                }
+            }
+            actions = learner.take_actions();
+        }
+        // The NEWLEADER ack waits for the disk: sync now rather than when the stream goes quiet.
+        if let (Some(zxid), "synchronization") = (*unsynced, learner.zab_state()) {
+            store.sync()?;
+            *unsynced = None;
+            learner.persisted_through(zxid);
+            let actions = learner.take_actions();
+            for action in actions {
+                match action {
+                    LearnerAction::Send(packet) => self.send(&packet)?,
+                    other => unreachable!("a sync only releases acks, not {other:?}"),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The leader's byte stream, cut into packets (and, after a SNAP, its snapshot stream).
+struct PacketReader {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    start: usize,
+    data_max_bytes: usize,
+}
+
+impl PacketReader {
+    fn new(stream: TcpStream, data_max_bytes: usize) -> PacketReader {
+        PacketReader {
+            stream,
+            buf: Vec::with_capacity(READ_CHUNK_BYTES),
+            start: 0,
+            data_max_bytes,
+        }
+    }
+
+    /// Reads more bytes into the buffer.
+    fn fill(&mut self) -> Result<(), FollowError> {
+        if self.start > 0 && self.start * 2 >= self.buf.len() {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        let old = self.buf.len();
+        self.buf.resize(old + READ_CHUNK_BYTES, 0);
+        let read = self.stream.read(&mut self.buf[old..]);
+        let n = match read {
+            Ok(n) => n,
+            Err(e) => {
+                self.buf.truncate(old);
+                return Err(e.into());
+            }
+        };
+        self.buf.truncate(old + n);
+        if n == 0 {
+            return Err(
+                std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the leader closed the connection").into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Whether a whole packet is already buffered.
+    fn has_packet(&self) -> bool {
+        matches!(decode_packet(&self.buf[self.start..], self.data_max_bytes), Ok(Some(_)))
+    }
+
+    fn next_packet(&mut self) -> Result<QuorumPacket, FollowError> {
+        loop {
+            if let Some((packet, used)) = decode_packet(&self.buf[self.start..], self.data_max_bytes)? {
+                self.start += used;
+                return Ok(packet);
+            }
+            self.fill()?;
+        }
+    }
+
+    /// The next `n` bytes, read as needed.
+    fn take(&mut self, n: usize, out: &mut Vec<u8>) -> Result<(), FollowError> {
+        while self.buf.len() - self.start < n {
+            self.fill()?;
+        }
+        out.extend_from_slice(&self.buf[self.start..self.start + n]);
+        self.start += n;
+        Ok(())
+    }
+
+    fn take_i32(&mut self, out: &mut Vec<u8>) -> Result<i32, FollowError> {
+        self.take(4, out)?;
+        Ok(i32::from_be_bytes(out[out.len() - 4..].try_into().expect("4 bytes")))
+    }
+
+    /// A count or length field: at most `max`, and -1 (null) only where `nullable`.
+    fn take_length(&mut self, out: &mut Vec<u8>, max: usize, nullable: bool) -> Result<usize, FollowError> {
+        match self.take_i32(out)? {
+            -1 if nullable => Ok(0),
+            n if n < 0 || n as usize > max => Err(DecodeError::BadLength(n).into()),
+            n => Ok(n as usize),
+        }
+    }
+
+    fn take_string(&mut self, out: &mut Vec<u8>) -> Result<usize, FollowError> {
+        let len = self.take_length(out, self.data_max_bytes, true)?;
+        self.take(len, out)?;
+        Ok(len)
+    }
+
+    /// The snapshot stream after a SNAP packet, up to and including its signature (PROTOCOL.md
+    /// §4.9), as one buffer for `storage::zk_format::read_snap_stream_body`. Only framed here:
+    /// every length is checked before it is read, and the whole is parsed by the store.
+    fn snapshot_stream(&mut self) -> Result<Bytes, FollowError> {
+        let mut out = Vec::new();
+        let sessions = self.take_length(&mut out, i32::MAX as usize, false)?;
+        for _ in 0..sessions {
+            self.take(12, &mut out)?;
+        }
+        let acl_lists = self.take_length(&mut out, i32::MAX as usize, false)?;
+        for _ in 0..acl_lists {
+            self.take(8, &mut out)?;
+            let acls = self.take_length(&mut out, self.data_max_bytes, true)?;
+            for _ in 0..acls {
+                self.take(4, &mut out)?;
+                self.take_string(&mut out)?;
+                self.take_string(&mut out)?;
+            }
+        }
+        loop {
+            let path_start = out.len() + 4;
+            let len = self.take_string(&mut out)?;
+            if len == 1 && out[path_start] == b'/' {
+                break;
+            }
+            // data, ACL index, StatPersisted.
+            let data = self.take_length(&mut out, self.data_max_bytes, true)?;
+            self.take(data, &mut out)?;
+            self.take(8 + 60, &mut out)?;
+        }
+        self.take_string(&mut out)?;
+        Ok(Bytes::from(out))
+    }
+}
