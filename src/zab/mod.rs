@@ -14,6 +14,7 @@
 
 pub mod election;
 pub mod follower;
+pub mod leader;
 pub mod learner;
 pub mod peers;
 pub mod quorum;
