@@ -6,38 +6,18 @@
 //! Each test has its own loopback addresses (127.0.4x.sid) so tests can run in parallel.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::io::Read;
+use std::time::Duration;
 
 use ferrokeeper::proto::election::ServerState;
 use ferrokeeper::zab::election::{Election, ElectionTimeouts};
 use ferrokeeper::zab::peers::{self, Command as ElectionCommand, ElectionHandle, PeerSettings};
-use ferrokeeper::zab::quorum::{Member, QuorumVerifier};
 
-const QUORUM_PORT: u16 = 2888;
-const ELECTION_PORT: u16 = 3888;
-const CLIENT_PORT: u16 = 2181;
-
-fn host(net: u8, sid: i64) -> String {
-    format!("127.0.{net}.{sid}")
-}
-
-fn members(net: u8, count: i64) -> Vec<Member> {
-    (1..=count)
-        .map(|sid| Member {
-            sid,
-            participant: true,
-            line: format!("{}:{QUORUM_PORT}:{ELECTION_PORT}:participant", host(net, sid)),
-        })
-        .collect()
-}
+mod common;
+use common::{host, mode, verifier, wait_until, ZooKeeper, ELECTION_PORT, QUORUM_PORT};
 
 async fn start_ferrokeeper(net: u8, sid: i64, count: i64) -> ElectionHandle {
-    let verifier = QuorumVerifier::majority(members(net, count), 0);
-    let election = Election::new(sid, verifier, ElectionTimeouts::default(), 0, 0);
+    let election = Election::new(sid, verifier(net, count), ElectionTimeouts::default(), 0, 0);
     let peers: BTreeMap<i64, String> = (1..=count)
         .filter(|&other| other != sid)
         .map(|other| (other, format!("{}:{ELECTION_PORT}", host(net, other))))
@@ -69,85 +49,14 @@ async fn decided(handle: &mut ElectionHandle, within: Duration) -> (ServerState,
     (status.state, status.vote.leader)
 }
 
-/// A real ZooKeeper quorum member, killed when dropped.
-struct ZooKeeper {
-    child: Child,
-    log: PathBuf,
-}
-
-impl ZooKeeper {
-    fn start(net: u8, sid: i64, count: i64) -> ZooKeeper {
-        let dir = std::env::temp_dir().join(format!("ferrokeeper-election-{}-{net}-{sid}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("data")).unwrap();
-        std::fs::write(dir.join("data/myid"), format!("{sid}\n")).unwrap();
-        let mut cfg = format!(
-            "tickTime=500\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={CLIENT_PORT}\n\
-             clientPortAddress={}\n4lw.commands.whitelist=*\nadmin.enableServer=false\n",
-            dir.join("data").display(),
-            host(net, sid)
-        );
-        for m in members(net, count) {
-            cfg.push_str(&format!("server.{}={}\n", m.sid, m.line));
-        }
-        std::fs::write(dir.join("zoo.cfg"), cfg).unwrap();
-        let log = dir.join("server.log");
-        let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new("java")
-            .args([
-                "-Xmx256m",
-                "-cp",
-                "/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-simple.jar",
-            ])
-            .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
-            .arg(dir.join("zoo.cfg"))
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("java runs (scripts/install-test-deps.sh installs ZooKeeper)");
-        ZooKeeper { child, log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits until the log has `text`.
-    fn wait_for_log(&self, text: &str, within: Duration) {
-        let start = Instant::now();
-        while start.elapsed() < within {
-            if self.log().contains(text) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("ZooKeeper never logged {text:?}; its log:\n{}", self.log());
-    }
-}
-
-impl Drop for ZooKeeper {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `srvr`'s Mode line from a ZooKeeper server, once it serves.
+/// `srvr`'s Mode from a ZooKeeper server, once it serves.
 fn zookeeper_mode(net: u8, sid: i64, within: Duration) -> String {
-    let start = Instant::now();
-    while start.elapsed() < within {
-        if let Ok(mut stream) = TcpStream::connect((host(net, sid).as_str(), CLIENT_PORT)) {
-            let _ = stream.write_all(b"srvr");
-            let mut answer = String::new();
-            let _ = stream.read_to_string(&mut answer);
-            if let Some(line) = answer.lines().find(|l| l.starts_with("Mode: ")) {
-                return line["Mode: ".len()..].to_string();
-            }
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    panic!("ZooKeeper {sid} did not start serving");
+    let mut found = None;
+    wait_until(&format!("ZooKeeper {sid} serves"), within, || {
+        found = mode(net, sid);
+        found.is_some()
+    });
+    found.unwrap_or_default()
 }
 
 #[tokio::test]
@@ -192,8 +101,8 @@ async fn a_late_ferrokeeper_server_follows_the_running_leader() {
 
 #[tokio::test]
 async fn ferrokeeper_follows_the_leader_two_zookeeper_servers_elected() {
-    let one = ZooKeeper::start(41, 1, 3);
-    let two = ZooKeeper::start(41, 2, 3);
+    let one = ZooKeeper::start(41, 1, 3, "");
+    let two = ZooKeeper::start(41, 2, 3, "");
     // The two real servers form a quorum of three on their own; the larger sid leads.
     let mode_two = tokio::task::spawn_blocking(|| zookeeper_mode(41, 2, Duration::from_secs(60)))
         .await
@@ -229,7 +138,7 @@ async fn zookeeper_follows_a_ferrokeeper_leader_and_calls_its_quorum_port() {
     // Only ZooKeeper 1 and ferrokeeper 3 are up: both propose 3 (the larger sid) and 3 leads.
     // ZooKeeper 1 then calls 3's quorum port as a follower: its first packet is FOLLOWERINFO.
     let quorum = std::net::TcpListener::bind((host(43, 3).as_str(), QUORUM_PORT)).unwrap();
-    let one = ZooKeeper::start(43, 1, 3);
+    let one = ZooKeeper::start(43, 1, 3, "");
     let mut three = start_ferrokeeper(43, 3, 3).await;
     assert_eq!(
         decided(&mut three, Duration::from_secs(60)).await,

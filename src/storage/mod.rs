@@ -11,7 +11,7 @@
 //! tokio worker. `zk_format` reads and writes Apache ZooKeeper's own on-disk formats (txn logs and
 //! snapshots) for import, export and the Zab SNAP sync.
 
-pub mod follower;
+pub mod replica;
 pub mod migrate;
 pub mod snapshot;
 pub mod txn_log;

@@ -12,7 +12,7 @@
 //! Group commit: proposals are appended as they arrive, and synced once no further whole packet is
 //! already buffered, so a burst of proposals costs one sync; each is acked after that sync.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -21,11 +21,9 @@ use bytes::{Bytes, BytesMut};
 use tracing::{info, warn};
 
 use crate::jute::{DecodeError, Encode};
-use crate::proto::quorum::{decode_packet, packet_type, QuorumPacket};
+use crate::proto::quorum::{packet_type, QuorumPacket};
 use crate::zab::learner::{Learner, LearnerAction, LearnerError, LearnerStart, Proposal};
-
-/// Bytes read from the socket at a time.
-const READ_CHUNK_BYTES: usize = 64 * 1024;
+use crate::zab::packet_stream::PacketReader;
 
 /// Where the state a follower syncs lives: the tree, the sessions, the log and the epoch files.
 /// Each call returns once its effect is as durable as it says.
@@ -240,128 +238,5 @@ impl Connection {
             }
         }
         Ok(())
-    }
-}
-
-/// The leader's byte stream, cut into packets (and, after a SNAP, its snapshot stream).
-struct PacketReader {
-    stream: TcpStream,
-    buf: Vec<u8>,
-    start: usize,
-    data_max_bytes: usize,
-}
-
-impl PacketReader {
-    fn new(stream: TcpStream, data_max_bytes: usize) -> PacketReader {
-        PacketReader {
-            stream,
-            buf: Vec::with_capacity(READ_CHUNK_BYTES),
-            start: 0,
-            data_max_bytes,
-        }
-    }
-
-    /// Reads more bytes into the buffer.
-    fn fill(&mut self) -> Result<(), FollowError> {
-        if self.start > 0 && self.start * 2 >= self.buf.len() {
-            self.buf.drain(..self.start);
-            self.start = 0;
-        }
-        let old = self.buf.len();
-        self.buf.resize(old + READ_CHUNK_BYTES, 0);
-        let read = self.stream.read(&mut self.buf[old..]);
-        let n = match read {
-            Ok(n) => n,
-            Err(e) => {
-                self.buf.truncate(old);
-                return Err(e.into());
-            }
-        };
-        self.buf.truncate(old + n);
-        if n == 0 {
-            return Err(
-                std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the leader closed the connection").into(),
-            );
-        }
-        Ok(())
-    }
-
-    /// Whether a whole packet is already buffered.
-    fn has_packet(&self) -> bool {
-        matches!(decode_packet(&self.buf[self.start..], self.data_max_bytes), Ok(Some(_)))
-    }
-
-    fn next_packet(&mut self) -> Result<QuorumPacket, FollowError> {
-        loop {
-            if let Some((packet, used)) = decode_packet(&self.buf[self.start..], self.data_max_bytes)? {
-                self.start += used;
-                return Ok(packet);
-            }
-            self.fill()?;
-        }
-    }
-
-    /// The next `n` bytes, read as needed.
-    fn take(&mut self, n: usize, out: &mut Vec<u8>) -> Result<(), FollowError> {
-        while self.buf.len() - self.start < n {
-            self.fill()?;
-        }
-        out.extend_from_slice(&self.buf[self.start..self.start + n]);
-        self.start += n;
-        Ok(())
-    }
-
-    fn take_i32(&mut self, out: &mut Vec<u8>) -> Result<i32, FollowError> {
-        self.take(4, out)?;
-        Ok(i32::from_be_bytes(out[out.len() - 4..].try_into().expect("4 bytes")))
-    }
-
-    /// A count or length field: at most `max`, and -1 (null) only where `nullable`.
-    fn take_length(&mut self, out: &mut Vec<u8>, max: usize, nullable: bool) -> Result<usize, FollowError> {
-        match self.take_i32(out)? {
-            -1 if nullable => Ok(0),
-            n if n < 0 || n as usize > max => Err(DecodeError::BadLength(n).into()),
-            n => Ok(n as usize),
-        }
-    }
-
-    fn take_string(&mut self, out: &mut Vec<u8>) -> Result<usize, FollowError> {
-        let len = self.take_length(out, self.data_max_bytes, true)?;
-        self.take(len, out)?;
-        Ok(len)
-    }
-
-    /// The snapshot stream after a SNAP packet, up to and including its signature (PROTOCOL.md
-    /// §4.9), as one buffer for `storage::zk_format::read_snap_stream_body`. Only framed here:
-    /// every length is checked before it is read, and the whole is parsed by the store.
-    fn snapshot_stream(&mut self) -> Result<Bytes, FollowError> {
-        let mut out = Vec::new();
-        let sessions = self.take_length(&mut out, i32::MAX as usize, false)?;
-        for _ in 0..sessions {
-            self.take(12, &mut out)?;
-        }
-        let acl_lists = self.take_length(&mut out, i32::MAX as usize, false)?;
-        for _ in 0..acl_lists {
-            self.take(8, &mut out)?;
-            let acls = self.take_length(&mut out, self.data_max_bytes, true)?;
-            for _ in 0..acls {
-                self.take(4, &mut out)?;
-                self.take_string(&mut out)?;
-                self.take_string(&mut out)?;
-            }
-        }
-        loop {
-            let path_start = out.len() + 4;
-            let len = self.take_string(&mut out)?;
-            if len == 1 && out[path_start] == b'/' {
-                break;
-            }
-            // data, ACL index, StatPersisted.
-            let data = self.take_length(&mut out, self.data_max_bytes, true)?;
-            self.take(data, &mut out)?;
-            self.take(8 + 60, &mut out)?;
-        }
-        self.take_string(&mut out)?;
-        Ok(Bytes::from(out))
     }
 }

@@ -248,13 +248,17 @@ impl Leader {
         }
     }
 
-    /// Learners in the broadcast phase, by sid (`zk_synced_followers` counts the voters).
+    /// Sids of the learners in the broadcast phase, in order (`zk_synced_followers` counts the
+    /// voters among them).
     pub fn synced_learners(&self) -> Vec<i64> {
-        self.learners
+        let mut sids: Vec<i64> = self
+            .learners
             .values()
             .filter(|l| l.phase == LearnerPhase::Broadcast)
             .filter_map(|l| l.sid)
-            .collect()
+            .collect();
+        sids.sort_unstable();
+        sids
     }
 
     /// Learners connected, whatever their phase (`zk_learners`).

@@ -15,6 +15,8 @@
 pub mod election;
 pub mod follower;
 pub mod leader;
+pub mod leading;
 pub mod learner;
+mod packet_stream;
 pub mod peers;
 pub mod quorum;

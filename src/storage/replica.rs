@@ -1,7 +1,8 @@
-//! The state a follower syncs from its leader, on this server's own storage: the tree, the
-//! sessions, the RocksDB txn log and the epochs (`zab::follower::FollowerStore`).
+//! A quorum member's replicated state on this server's own storage: the tree, the sessions, the
+//! RocksDB txn log and the epochs, as a follower syncs it (`zab::follower::FollowerStore`) and
+//! a leader serves it (`zab::leading::LeaderStore`).
 //!
-//! Owns: that state while the follower syncs. Must not touch: the quorum socket.
+//! Owns: that state while the server follows or leads. Must not touch: the quorum sockets.
 //!
 //! Durability: the accepted and current epochs are synced meta entries of the txn log; appended
 //! proposals are written in one synced batch at `sync`; a SNAP or TRUNC sync becomes durable at
@@ -10,24 +11,28 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use tracing::info;
 
 use super::txn_log::TxnLog;
-use super::zk_format::read_snap_stream_body;
+use super::zk_format::{read_snap_stream_body, write_snap_stream_body};
 use super::{restore, snapshot, Layout, StorageError};
+use crate::jute::Encode;
 use crate::proto::txn::{Txn, TxnBody};
 use crate::tree::DataTree;
 use crate::zab::follower::{FollowerStore, StoreError};
+use crate::zab::leader::{LeaderStart, COMMIT_LOG_MAX};
+use crate::zab::leading::LeaderStore;
 use crate::zab::learner::Proposal;
+use crate::zab::quorum::QuorumVerifier;
 
 /// Meta key of the accepted epoch (ZooKeeper's `acceptedEpoch` file).
 pub const ACCEPTED_EPOCH_KEY: &str = "acceptedEpoch";
 /// Meta key of the current epoch (ZooKeeper's `currentEpoch` file).
 pub const CURRENT_EPOCH_KEY: &str = "currentEpoch";
 
-/// A follower's state on disk and in memory.
-pub struct DiskFollowerStore {
+/// A quorum member's state on disk and in memory.
+pub struct ReplicaStore {
     layout: Layout,
     log: TxnLog,
     extended_types_enabled: bool,
@@ -41,13 +46,13 @@ pub struct DiskFollowerStore {
     serving_epoch: Option<i64>,
 }
 
-impl DiskFollowerStore {
+impl ReplicaStore {
     /// Restores the state in `layout` (snapshot and log), as a server start does.
-    pub fn open(layout: Layout, extended_types_enabled: bool) -> Result<DiskFollowerStore, StorageError> {
+    pub fn open(layout: Layout, extended_types_enabled: bool) -> Result<ReplicaStore, StorageError> {
         layout.create_dirs()?;
         let log = TxnLog::open(&layout.log_dir)?;
         let restored = restore(&layout, &log, extended_types_enabled)?;
-        Ok(DiskFollowerStore {
+        Ok(ReplicaStore {
             layout,
             log,
             extended_types_enabled,
@@ -94,6 +99,39 @@ impl DiskFollowerStore {
         self.sessions.iter().map(|(&id, &timeout)| (id, timeout)).collect()
     }
 
+    /// What a leader starts from: the epochs, the last zxid and the most recent txns (as
+    /// log entry bodies) for DIFF syncs. Reads the log from its start (it is purged behind
+    /// snapshots, so it holds at most the txns since the oldest snapshot kept).
+    pub fn leader_start(
+        &self,
+        my_sid: i64,
+        verifier: QuorumVerifier,
+        init_limit_ticks: u64,
+        sync_limit_ticks: u64,
+    ) -> Result<LeaderStart, StorageError> {
+        let (accepted_epoch, current_epoch) = self.epochs()?;
+        let mut recent: VecDeque<(i64, Bytes)> = VecDeque::new();
+        self.log.read_after(0, |txn| {
+            if txn.header.zxid <= self.last_processed_zxid {
+                recent.push_back((txn.header.zxid, entry_bytes(&txn)));
+                if recent.len() > COMMIT_LOG_MAX {
+                    recent.pop_front();
+                }
+            }
+            true
+        })?;
+        Ok(LeaderStart {
+            my_sid,
+            verifier,
+            accepted_epoch,
+            current_epoch,
+            last_zxid: self.last_processed_zxid,
+            committed_log: recent.into_iter().collect(),
+            init_limit_ticks,
+            sync_limit_ticks,
+        })
+    }
+
     fn apply(&mut self, txn: &Txn) {
         match &txn.body {
             TxnBody::CreateSession { timeout_ms } => {
@@ -110,11 +148,19 @@ impl DiskFollowerStore {
     }
 }
 
+/// A txn as a log entry body, which is also a PROPOSAL's data: header then record.
+fn entry_bytes(txn: &Txn) -> Bytes {
+    let mut out = BytesMut::new();
+    txn.header.encode(&mut out);
+    txn.body.encode(&mut out);
+    out.freeze()
+}
+
 fn store_error(e: impl std::fmt::Display) -> StoreError {
     StoreError(e.to_string())
 }
 
-impl FollowerStore for DiskFollowerStore {
+impl FollowerStore for ReplicaStore {
     fn persist_accepted_epoch(&mut self, epoch: i64) -> Result<(), StoreError> {
         self.log.set_meta(ACCEPTED_EPOCH_KEY, epoch).map_err(store_error)
     }
@@ -216,6 +262,38 @@ impl FollowerStore for DiskFollowerStore {
     }
 
     fn serving(&mut self, epoch: i64) {
+        self.serving_epoch = Some(epoch);
+    }
+}
+
+impl LeaderStore for ReplicaStore {
+    fn persist_accepted_epoch(&mut self, epoch: i64) -> Result<(), StoreError> {
+        FollowerStore::persist_accepted_epoch(self, epoch)
+    }
+
+    fn persist_current_epoch(&mut self, epoch: i64) -> Result<(), StoreError> {
+        FollowerStore::persist_current_epoch(self, epoch)
+    }
+
+    fn snapshot_stream(&mut self) -> Result<Bytes, StoreError> {
+        let mut out = Vec::new();
+        write_snap_stream_body(&self.tree, &self.sessions(), &mut out).map_err(store_error)?;
+        Ok(Bytes::from(out))
+    }
+
+    fn append(&mut self, proposal: Proposal) -> Result<(), StoreError> {
+        FollowerStore::append(self, proposal)
+    }
+
+    fn sync(&mut self) -> Result<(), StoreError> {
+        FollowerStore::sync(self)
+    }
+
+    fn commit(&mut self, zxid: i64) -> Result<(), StoreError> {
+        FollowerStore::commit(self, zxid)
+    }
+
+    fn established(&mut self, epoch: i64) {
         self.serving_epoch = Some(epoch);
     }
 }

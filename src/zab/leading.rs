@@ -1,0 +1,407 @@
+//! The leader's quorum port: the listener, a reader and a writer thread per learner, and the loop
+//! that runs the `Leader` state machine over them and performs its actions against a
+//! `LeaderStore` (ZooKeeper's `Leader.lead` loop with its `LearnerCnxAcceptor` and
+//! `LearnerHandler`s).
+//!
+//! Owns: the learner sockets and their send queues, the half-tick timer, and the order in which
+//! actions reach the store and the learners. Must not touch: what the store does with a txn.
+//!
+//! Threads, not tasks: the store writes to disk on the loop's thread, which must not be a runtime
+//! worker. Bounds: at most `SEND_QUEUE_MAX` packets queued per learner (a learner that falls that
+//! far behind is closed, as it could not keep up anyway); `INPUTS_MAX` inputs queued for the loop
+//! (readers wait when it is full); a packet's data at most `data_max_bytes`.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use tracing::{debug, info, warn};
+
+use crate::jute::Encode;
+use crate::proto::quorum::{packet_type, QuorumPacket};
+use crate::proto::txn::Txn;
+use crate::zab::follower::StoreError;
+use crate::zab::leader::{Leader, LeaderAction, LeaderStart, LearnerId};
+use crate::zab::learner::Proposal;
+use crate::zab::packet_stream::PacketReader;
+
+/// Packets queued for one learner before it counts as not keeping up.
+pub const SEND_QUEUE_MAX: usize = 16_384;
+/// Inputs queued for the leader's loop.
+pub const INPUTS_MAX: usize = 4_096;
+/// Inputs handled before one log sync covers their proposals.
+const BATCH_MAX: usize = 1_024;
+/// How often the acceptor looks at the stop flag.
+const ACCEPT_POLL: Duration = Duration::from_millis(50);
+
+/// Where a leader's state lives. Each call returns once its effect is as durable as it says.
+pub trait LeaderStore {
+    /// Durably records the accepted epoch.
+    fn persist_accepted_epoch(&mut self, epoch: i64) -> Result<(), StoreError>;
+    /// Durably records the current epoch.
+    fn persist_current_epoch(&mut self, epoch: i64) -> Result<(), StoreError>;
+    /// The SNAP stream (PROTOCOL.md §4.9) of the state as it is now.
+    fn snapshot_stream(&mut self) -> Result<Bytes, StoreError>;
+    /// Appends a proposal to the log (durable at the next `sync`) and keeps it until its commit.
+    fn append(&mut self, proposal: Proposal) -> Result<(), StoreError>;
+    /// Makes every appended proposal durable.
+    fn sync(&mut self) -> Result<(), StoreError>;
+    /// Applies the appended proposal with this zxid.
+    fn commit(&mut self, zxid: i64) -> Result<(), StoreError>;
+    /// A quorum acked NEWLEADER: the server may serve clients.
+    fn established(&mut self, epoch: i64);
+}
+
+/// What the leader's loop takes in.
+#[derive(Debug)]
+pub enum LeaderInput {
+    /// Propose this txn; its header's zxid is set to the next one.
+    Propose(Box<Txn>),
+    /// A learner connected (from the acceptor).
+    Connected {
+        /// Its id.
+        id: LearnerId,
+        /// The socket, for its writer.
+        stream: TcpStream,
+    },
+    /// A packet from a learner (from its reader).
+    Packet {
+        /// The learner.
+        id: LearnerId,
+        /// The packet.
+        packet: QuorumPacket,
+    },
+    /// A learner's connection ended (from its reader).
+    Closed {
+        /// The learner.
+        id: LearnerId,
+    },
+}
+
+/// The leader as others may look at it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LeaderStatus {
+    /// The new epoch, once fixed.
+    pub epoch: i64,
+    /// Whether a quorum acked NEWLEADER.
+    pub established: bool,
+    /// Sids of the learners in broadcast.
+    pub synced_learners: Vec<i64>,
+    /// Learners connected.
+    pub learners: usize,
+    /// The last zxid committed.
+    pub last_committed: i64,
+}
+
+/// Why leading ended.
+#[derive(Debug, thiserror::Error)]
+pub enum LeadError {
+    /// The quorum port could not be bound.
+    #[error("cannot listen on the quorum port: {0}")]
+    Bind(std::io::Error),
+    /// The state machine gave up leading.
+    #[error("abdicated: {0}")]
+    Abdicated(String),
+    /// The store failed.
+    #[error("leader store: {0}")]
+    Store(#[from] StoreError),
+    /// `stop` was set.
+    #[error("stopped")]
+    Stopped,
+}
+
+/// How the leader listens and waits.
+#[derive(Clone, Debug)]
+pub struct LeadingSettings {
+    /// The quorum address to bind.
+    pub listen: SocketAddr,
+    /// `tickTime`; the loop wakes every half of it.
+    pub tick: Duration,
+    /// Largest packet data accepted from a learner.
+    pub data_max_bytes: usize,
+}
+
+/// The sending side of a leader's inputs, and the receiving side `lead` takes.
+pub fn inputs() -> (SyncSender<LeaderInput>, Receiver<LeaderInput>) {
+    sync_channel(INPUTS_MAX)
+}
+
+/// Leads until the state machine abdicates, the store fails, or `stop` is set (looked at every
+/// half tick). `inputs` carries proposals from the server and, through `sender`, what the
+/// learners' threads read.
+pub fn lead(
+    settings: &LeadingSettings,
+    start: LeaderStart,
+    store: &mut dyn LeaderStore,
+    (sender, inputs): (SyncSender<LeaderInput>, Receiver<LeaderInput>),
+    status: &Mutex<LeaderStatus>,
+    stop: &Arc<AtomicBool>,
+) -> Result<(), LeadError> {
+    let listener = TcpListener::bind(settings.listen).map_err(LeadError::Bind)?;
+    listener.set_nonblocking(true).map_err(LeadError::Bind)?;
+    info!(address = %settings.listen, "leading: quorum port open");
+    let acceptor = {
+        let (sender, stop, data_max_bytes) = (sender.clone(), stop.clone(), settings.data_max_bytes);
+        std::thread::spawn(move || accept_learners(listener, sender, &stop, data_max_bytes))
+    };
+    drop(sender);
+    let mut driver = Driver {
+        leader: Leader::new(start),
+        writers: BTreeMap::new(),
+        unsynced: None,
+    };
+    let half_tick = settings.tick / 2;
+    let mut next_half_tick = Instant::now() + half_tick;
+    let result = loop {
+        if stop.load(Ordering::Relaxed) {
+            break Err(LeadError::Stopped);
+        }
+        let input = inputs.recv_timeout(next_half_tick.saturating_duration_since(Instant::now()));
+        match input {
+            Ok(input) => {
+                driver.input(input, store)?;
+                // Group commit: take what is already queued, then sync once for all of it.
+                for _ in 0..BATCH_MAX {
+                    match inputs.try_recv() {
+                        Ok(input) => driver.input(input, store)?,
+                        Err(_) => break,
+                    }
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break Err(LeadError::Stopped),
+        }
+        if let Some(zxid) = driver.unsynced.take() {
+            store.sync()?;
+            driver.leader.persisted_through(zxid);
+        }
+        if Instant::now() >= next_half_tick {
+            next_half_tick += half_tick;
+            driver.leader.half_tick();
+        }
+        if let Err(e) = driver.perform(store) {
+            break Err(e);
+        }
+        *status.lock().unwrap_or_else(|p| p.into_inner()) = LeaderStatus {
+            epoch: driver.leader.epoch(),
+            established: driver.leader.is_established(),
+            synced_learners: driver.leader.synced_learners(),
+            learners: driver.leader.learner_count(),
+            last_committed: driver.leader.last_committed(),
+        };
+    };
+    stop.store(true, Ordering::Relaxed);
+    for (_, writer) in std::mem::take(&mut driver.writers) {
+        writer.close();
+    }
+    let _ = acceptor.join();
+    result
+}
+
+struct Writer {
+    queue: SyncSender<Bytes>,
+    stream: TcpStream,
+}
+
+impl Writer {
+    fn close(self) {
+        // Ends the reader (its read fails) and the writer thread (its queue is gone).
+        let _ = self.stream.shutdown(Shutdown::Both);
+    }
+}
+
+struct Driver {
+    leader: Leader,
+    writers: BTreeMap<LearnerId, Writer>,
+    unsynced: Option<i64>,
+}
+
+impl Driver {
+    fn input(&mut self, input: LeaderInput, store: &mut dyn LeaderStore) -> Result<(), LeadError> {
+        match input {
+            LeaderInput::Propose(mut txn) => {
+                if !self.leader.is_established() {
+                    warn!("proposal before the leader is established; dropped");
+                    return Ok(());
+                }
+                let zxid = self.leader.next_zxid();
+                txn.header.zxid = zxid;
+                let mut entry = BytesMut::new();
+                txn.header.encode(&mut entry);
+                txn.body.encode(&mut entry);
+                let entry = entry.freeze();
+                store.append(Proposal {
+                    txn: *txn,
+                    digest: None,
+                    bytes: entry.clone(),
+                })?;
+                self.unsynced = Some(zxid);
+                self.leader.propose(zxid, entry);
+            }
+            LeaderInput::Connected { id, stream } => {
+                let (queue, outgoing) = sync_channel::<Bytes>(SEND_QUEUE_MAX);
+                let Ok(write_stream) = stream.try_clone() else {
+                    return Ok(());
+                };
+                std::thread::spawn(move || write_packets(write_stream, outgoing));
+                self.writers.insert(id, Writer { queue, stream });
+                self.leader.connected(id);
+            }
+            LeaderInput::Packet { id, packet } => {
+                debug!(
+                    learner = id,
+                    packet = packet_type::name(packet.packet_type),
+                    zxid = format_args!("0x{:x}", packet.zxid),
+                    "from learner"
+                );
+                self.leader.packet(id, packet)
+            }
+            LeaderInput::Closed { id } => {
+                if let Some(writer) = self.writers.remove(&id) {
+                    writer.close();
+                }
+                self.leader.disconnected(id);
+            }
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, to: LearnerId, bytes: Bytes) {
+        let Some(writer) = self.writers.get(&to) else { return };
+        match writer.queue.try_send(bytes) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                warn!(learner = to, "learner is not keeping up with its packets; closing it");
+                if let Some(writer) = self.writers.remove(&to) {
+                    writer.close();
+                }
+                self.leader.disconnected(to);
+            }
+        }
+    }
+
+    fn perform(&mut self, store: &mut dyn LeaderStore) -> Result<(), LeadError> {
+        let mut actions = self.leader.take_actions();
+        while !actions.is_empty() {
+            for action in actions {
+                match action {
+                    LeaderAction::Send { to, packet } => {
+                        debug!(
+                            learner = to,
+                            packet = packet_type::name(packet.packet_type),
+                            zxid = format_args!("0x{:x}", packet.zxid),
+                            "to learner"
+                        );
+                        let mut out = BytesMut::with_capacity(packet.encoded_len());
+                        packet.encode(&mut out);
+                        self.send(to, out.freeze());
+                    }
+                    LeaderAction::SendSnapshot { to, zxid } => {
+                        let stream = store.snapshot_stream()?;
+                        let packet = QuorumPacket::new(packet_type::SNAP, zxid);
+                        let mut out = BytesMut::with_capacity(packet.encoded_len() + stream.len());
+                        packet.encode(&mut out);
+                        out.extend_from_slice(&stream);
+                        info!(
+                            learner = to,
+                            zxid = format_args!("0x{zxid:x}"),
+                            bytes = stream.len(),
+                            "sending a snapshot"
+                        );
+                        self.send(to, out.freeze());
+                    }
+                    LeaderAction::Close { learner, reason } => {
+                        warn!(learner, reason, "closing a learner");
+                        if let Some(writer) = self.writers.remove(&learner) {
+                            writer.close();
+                        }
+                    }
+                    LeaderAction::PersistAcceptedEpoch(epoch) => store.persist_accepted_epoch(epoch)?,
+                    LeaderAction::PersistCurrentEpoch(epoch) => store.persist_current_epoch(epoch)?,
+                    LeaderAction::Established { epoch } => {
+                        info!(epoch, "established: a quorum acked NEWLEADER");
+                        store.established(epoch);
+                    }
+                    LeaderAction::Commit(zxid) => store.commit(zxid)?,
+                    LeaderAction::Abdicate { reason } => return Err(LeadError::Abdicated(reason)),
+                    // The request pipeline is not wired to the leader yet: forwarded requests,
+                    // revalidations and session touches have nobody to take them.
+                    LeaderAction::Request { sid, .. } => debug!(sid, "forwarded request dropped: no request pipeline"),
+                    LeaderAction::Revalidate { session_id, .. } => {
+                        debug!(
+                            session = format_args!("0x{session_id:x}"),
+                            "revalidation unanswered: no session table"
+                        )
+                    }
+                    LeaderAction::Touch(_) => {}
+                }
+            }
+            actions = self.leader.take_actions();
+        }
+        Ok(())
+    }
+}
+
+fn accept_learners(listener: TcpListener, inputs: SyncSender<LeaderInput>, stop: &AtomicBool, data_max_bytes: usize) {
+    let mut next_id: LearnerId = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let (stream, remote) = match listener.accept() {
+            Ok(accepted) => accepted,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(ACCEPT_POLL);
+                continue;
+            }
+            Err(e) => {
+                warn!(error = %e, "quorum port: accept failed");
+                std::thread::sleep(ACCEPT_POLL);
+                continue;
+            }
+        };
+        next_id += 1;
+        let id = next_id;
+        let setup = stream
+            .set_nonblocking(false)
+            .and_then(|()| stream.set_nodelay(true))
+            .and_then(|()| stream.try_clone());
+        let Ok(read_stream) = setup else { continue };
+        info!(learner = id, %remote, "learner connected");
+        if inputs.send(LeaderInput::Connected { id, stream }).is_err() {
+            return;
+        }
+        let inputs = inputs.clone();
+        std::thread::spawn(move || read_packets(id, read_stream, inputs, data_max_bytes));
+    }
+}
+
+fn read_packets(id: LearnerId, stream: TcpStream, inputs: SyncSender<LeaderInput>, data_max_bytes: usize) {
+    let mut reader = PacketReader::new(stream, data_max_bytes);
+    loop {
+        match reader.next_packet() {
+            Ok(packet) => {
+                if inputs.send(LeaderInput::Packet { id, packet }).is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                debug!(learner = id, error = %e, "learner connection ended");
+                // The loop may have ended already; then nobody needs to know.
+                let _ = inputs.send(LeaderInput::Closed { id });
+                return;
+            }
+        }
+    }
+}
+
+fn write_packets(mut stream: TcpStream, outgoing: Receiver<Bytes>) {
+    for bytes in outgoing {
+        if stream.write_all(&bytes).is_err() {
+            let _ = stream.shutdown(Shutdown::Both);
+            return;
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! Real Apache ZooKeeper 3.8 servers following a ferrokeeper leader: ferrokeeper wins the
+//! election (largest sid), fixes the epoch, syncs both ZooKeeper servers and commits its
+//! proposals with their acks; their clients then read what ferrokeeper proposed.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use ferrokeeper::proto::election::ServerState;
+use ferrokeeper::proto::open_acl_unsafe;
+use ferrokeeper::proto::txn::{Txn, TxnBody, TxnHeader};
+use ferrokeeper::storage::replica::ReplicaStore;
+use ferrokeeper::storage::Layout;
+use ferrokeeper::zab::election::{Election, ElectionTimeouts};
+use ferrokeeper::zab::leading::{inputs, lead, LeadError, LeaderInput, LeaderStatus, LeadingSettings};
+use ferrokeeper::zab::peers::{self, Command as ElectionCommand, PeerSettings};
+
+mod common;
+use common::{host, mode, temp_dir, verifier, wait_until, zxid, Client, ZooKeeper, ELECTION_PORT, QUORUM_PORT};
+
+const NET: u8 = 45;
+
+fn create_txn(path: &str, data: &'static [u8]) -> Box<Txn> {
+    // A txn of the leader's own (session 0), as a container sweep or expiry is.
+    let header = TxnHeader {
+        client_id: 0,
+        cxid: 0,
+        zxid: 0,
+        time: 1_700_000_000_000,
+        txn_type: 1,
+    };
+    let body = TxnBody::Create {
+        path: path.to_string(),
+        data: Some(Bytes::from_static(data)),
+        acl: open_acl_unsafe(),
+        ephemeral: false,
+        parent_cversion: 1,
+    };
+    Box::new(Txn { header, body })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zookeeper_servers_follow_a_ferrokeeper_leader_and_serve_its_writes() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("ferrokeeper=debug")
+        .with_test_writer()
+        .try_init();
+    // ZooKeeper's followers use local sessions: the request pipeline is not wired to
+    // ferrokeeper's leader yet, so a global createSession would have nobody to take it.
+    let extra = "localSessionsEnabled=true\nlocalSessionsUpgradingEnabled=false\n";
+    let one = ZooKeeper::start(NET, 1, 3, extra);
+    let two = ZooKeeper::start(NET, 2, 3, extra);
+
+    let dir = temp_dir("leader-fk3");
+    let store = ReplicaStore::open(Layout::new(&dir, &dir), false).unwrap();
+    let election = Election::new(3, verifier(NET, 3), ElectionTimeouts::default(), 0, 0);
+    let peers: BTreeMap<i64, String> = (1..=2)
+        .map(|sid| (sid, format!("{}:{ELECTION_PORT}", host(NET, sid))))
+        .collect();
+    let settings = PeerSettings {
+        my_sid: 3,
+        listen: format!("{}:{ELECTION_PORT}", host(NET, 3)).parse().unwrap(),
+        announce: format!("{}:{ELECTION_PORT}", host(NET, 3)),
+        peers,
+        connect_timeout: Duration::from_secs(5),
+    };
+    let mut election = peers::start(settings, election).await.unwrap();
+    election
+        .commands
+        .send(ElectionCommand::Look {
+            last_logged_zxid: 0,
+            current_epoch: 0,
+        })
+        .await
+        .unwrap();
+    let decided = tokio::time::timeout(
+        Duration::from_secs(60),
+        election.status.wait_for(|s| s.last_outcome.is_some()),
+    )
+    .await
+    .expect("the election decides")
+    .map(|s| (s.state, s.vote.leader))
+    .unwrap();
+    assert_eq!(decided, (ServerState::Leading, 3));
+
+    let start = store.leader_start(3, verifier(NET, 3), 10, 5).unwrap();
+    let leading = LeadingSettings {
+        listen: format!("{}:{QUORUM_PORT}", host(NET, 3)).parse().unwrap(),
+        tick: Duration::from_millis(500),
+        data_max_bytes: 0xfffff + 1024,
+    };
+    let status = Arc::new(Mutex::new(LeaderStatus::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (sender, receiver) = inputs();
+    let thread = {
+        let (status, stop, sender) = (status.clone(), stop.clone(), sender.clone());
+        std::thread::spawn(move || {
+            let mut store = store;
+            let result = lead(&leading, start, &mut store, (sender, receiver), &status, &stop);
+            (result, store)
+        })
+    };
+
+    let (status_for_wait, one_ref, two_ref) = (status.clone(), &one, &two);
+    tokio::task::block_in_place(|| {
+        wait_until(
+            "both ZooKeeper servers follow ferrokeeper",
+            Duration::from_secs(60),
+            || {
+                let status = status_for_wait.lock().unwrap().clone();
+                status.established && status.synced_learners == [1, 2]
+            },
+        );
+        for sid in 1..=2 {
+            wait_until(
+                &format!("ZooKeeper {sid} serves as a follower"),
+                Duration::from_secs(20),
+                || mode(NET, sid).as_deref() == Some("follower"),
+            );
+        }
+        assert_eq!(status.lock().unwrap().epoch, 1, "{}", one_ref.log());
+        one_ref.wait_for_log("FOLLOWING - LEADER ELECTION TOOK", Duration::from_secs(1));
+        two_ref.wait_for_log("FOLLOWING - LEADER ELECTION TOOK", Duration::from_secs(1));
+
+        // ferrokeeper proposes; both followers log, ack, commit and serve it.
+        sender
+            .send(LeaderInput::Propose(create_txn(
+                "/from-ferrokeeper",
+                b"proposed by the leader",
+            )))
+            .unwrap();
+        sender
+            .send(LeaderInput::Propose(create_txn("/from-ferrokeeper/child", b"second")))
+            .unwrap();
+        wait_until("the proposals commit", Duration::from_secs(10), || {
+            status_for_wait.lock().unwrap().last_committed == 0x1_0000_0002
+        });
+        for sid in 1..=2 {
+            wait_until(
+                &format!("ZooKeeper {sid} applied both"),
+                Duration::from_secs(10),
+                || zxid(NET, sid) == Some(0x1_0000_0002),
+            );
+            let mut client = Client::connect(NET, sid);
+            assert_eq!(
+                client.get_data("/from-ferrokeeper").as_deref(),
+                Some(&b"proposed by the leader"[..])
+            );
+            assert_eq!(
+                client.get_data("/from-ferrokeeper/child").as_deref(),
+                Some(&b"second"[..])
+            );
+        }
+        // Neither follower lost the leader on the way (that is logged once leading stops below).
+        for zookeeper in [one_ref, two_ref] {
+            assert!(
+                !zookeeper.log().contains("Exception when following the leader"),
+                "{}",
+                zookeeper.log()
+            );
+        }
+    });
+
+    stop.store(true, Ordering::Relaxed);
+    let (result, store) = tokio::task::block_in_place(|| thread.join().unwrap());
+    assert!(matches!(result, Err(LeadError::Stopped)), "{result:?}");
+    assert_eq!(store.last_processed_zxid(), 0x1_0000_0002);
+    assert_eq!(store.epochs().unwrap(), (1, 1));
+}
