@@ -374,4 +374,17 @@ mod tests {
         assert_eq!((head.session_id, head.cxid, head.op), (0x0300_0000_0000_0007, 4, 5));
         assert_eq!(&data[..], b"record");
     }
+
+    proptest::proptest! {
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
+            if let Ok(Some((packet, used))) = decode_packet(&bytes, 1 << 20) {
+                proptest::prop_assert!(used <= bytes.len());
+                proptest::prop_assert_eq!(encode(&packet).len(), used);
+            }
+            let _ = LearnerInfo::decode(&bytes);
+            let _ = crate::proto::election::decode_handshake(&bytes);
+            let _ = crate::proto::election::Notification::decode(&bytes);
+        }
+    }
 }

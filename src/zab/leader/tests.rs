@@ -393,3 +393,22 @@ fn pings_carry_session_touches_and_requests_are_handed_on() {
     assert_eq!(actions[0], LeaderAction::Touch(vec![(0x0100_0000_0000_0001, 30_000)]));
     assert!(matches!(&actions[1], LeaderAction::Request { from: 1, sid: 1, data, .. } if &data[..] == b"head+record"));
 }
+
+proptest::proptest! {
+    /// Whatever learners send, the leader closes them or goes on; it never panics.
+    #[test]
+    fn arbitrary_learner_packets_never_panic(
+        packets in proptest::collection::vec((1..4u64, 1..20i32, 0..3i64, proptest::collection::vec(proptest::prelude::any::<u8>(), 0..24)), 0..60)
+    ) {
+        let mut leader = Leader::new(start(0, &[]));
+        for id in 1..4 {
+            leader.connected(id);
+        }
+        for (id, packet_type, epoch, data) in packets {
+            let packet = QuorumPacket { packet_type, zxid: make_zxid(epoch, 0), data: Some(Bytes::from(data)), authinfo: None };
+            leader.packet(id, packet);
+            leader.half_tick();
+            leader.take_actions();
+        }
+    }
+}

@@ -317,3 +317,26 @@ fn packets_out_of_place_or_unreadable_end_the_following() {
     );
     assert!(learner.packet(packet(packet_type::REQUEST, -1)).is_err());
 }
+
+proptest::proptest! {
+    /// Whatever a leader sends, in whatever order, the learner answers or refuses; it never
+    /// panics (the connection is closed on an error, and the server looks again).
+    #[test]
+    fn arbitrary_packets_never_panic(packets in proptest::collection::vec((1..20i32, 0..4i64, proptest::prelude::any::<bool>()), 0..40)) {
+        let mut learner = Learner::new(start());
+        for (packet_type, counter, with_txn) in packets {
+            let zxid = make_zxid(EPOCH, counter);
+            let data = if with_txn { Some(txn_bytes(zxid)) } else { None };
+            let packet = QuorumPacket { packet_type, zxid, data, authinfo: None };
+            let snapshot = packet_type == packet_type::SNAP;
+            if learner.packet(packet).is_err() {
+                break;
+            }
+            if snapshot {
+                learner.snapshot_loaded(zxid);
+            }
+            learner.persisted_through(zxid);
+            learner.take_actions();
+        }
+    }
+}
