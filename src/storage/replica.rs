@@ -297,3 +297,99 @@ impl LeaderStore for ReplicaStore {
         self.serving_epoch = Some(epoch);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::proto::open_acl_unsafe;
+    use crate::proto::txn::TxnHeader;
+    use crate::storage::txn_log;
+
+    fn proposal(zxid: i64, path: &str) -> Proposal {
+        let header = TxnHeader {
+            client_id: 0,
+            cxid: 0,
+            zxid,
+            time: 1,
+            txn_type: 1,
+        };
+        let body = TxnBody::Create {
+            path: path.to_string(),
+            data: Some(Bytes::from_static(b"v")),
+            acl: open_acl_unsafe(),
+            ephemeral: false,
+            parent_cversion: 1,
+        };
+        let txn = Txn { header, body };
+        let bytes = entry_bytes(&txn);
+        Proposal {
+            txn,
+            digest: None,
+            bytes,
+        }
+    }
+
+    fn logged(store: &mut ReplicaStore, proposals: &[(i64, &str)]) {
+        for &(zxid, path) in proposals {
+            FollowerStore::append(store, proposal(zxid, path)).unwrap();
+        }
+        FollowerStore::sync(store).unwrap();
+        for &(zxid, _) in proposals {
+            FollowerStore::commit(store, zxid).unwrap();
+        }
+    }
+
+    #[test]
+    fn truncate_drops_the_txns_after_the_zxid_on_disk_and_in_the_tree() {
+        let dir = txn_log::tests::tempdir();
+        let layout = Layout::new(&dir, &dir);
+        let mut store = ReplicaStore::open(layout.clone(), false).unwrap();
+        logged(
+            &mut store,
+            &[(0x1_0000_0001, "/a"), (0x1_0000_0002, "/b"), (0x1_0000_0003, "/c")],
+        );
+        // A snapshot taken past the truncation point belongs to the dropped history too.
+        snapshot::write(&layout.snapshot_dir, store.tree(), &[], 0x1_0000_0003).unwrap();
+        store.truncate(0x1_0000_0001).unwrap();
+        assert_eq!(store.last_processed_zxid(), 0x1_0000_0001);
+        assert!(store.tree().get_data("/a").is_some() && store.tree().get_data("/b").is_none());
+        drop(store);
+        let reopened = ReplicaStore::open(layout, false).unwrap();
+        assert_eq!(reopened.last_processed_zxid(), 0x1_0000_0001);
+        assert!(reopened.tree().get_data("/c").is_none());
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_snapshot_sync_is_durable_once_taken_and_replaces_the_old_history() {
+        let dir = txn_log::tests::tempdir();
+        let layout = Layout::new(&dir, &dir);
+        // An old history, with a snapshot, up to 0x200000005.
+        let mut old = ReplicaStore::open(layout.clone(), false).unwrap();
+        logged(&mut old, &[(0x2_0000_0004, "/old"), (0x2_0000_0005, "/older")]);
+        old.take_snapshot().unwrap();
+        let leader_stream = old.snapshot_stream().unwrap();
+        drop(old);
+        // The leader's state is another tree, as of 0x100000009 (its stream, with /new added).
+        let mut leader = ReplicaStore::open(Layout::new(&dir.join("leader"), &dir.join("leader")), false).unwrap();
+        logged(&mut leader, &[(0x1_0000_0009, "/new")]);
+        let stream = leader.snapshot_stream().unwrap();
+        drop(leader);
+        assert_ne!(stream, leader_stream);
+        let mut store = ReplicaStore::open(layout.clone(), false).unwrap();
+        store.load_snapshot(stream, 0x1_0000_0009).unwrap();
+        FollowerStore::apply_unlogged(&mut store, proposal(0x1_0000_000a, "/unlogged")).unwrap();
+        store.take_snapshot().unwrap();
+        drop(store);
+        let reopened = ReplicaStore::open(layout, false).unwrap();
+        assert_eq!(reopened.last_processed_zxid(), 0x1_0000_000a);
+        assert!(reopened.tree().get_data("/new").is_some() && reopened.tree().get_data("/unlogged").is_some());
+        assert!(
+            reopened.tree().get_data("/old").is_none(),
+            "the newer snapshot of the old history is gone"
+        );
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}
