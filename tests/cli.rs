@@ -20,7 +20,10 @@ fn temp_dir(name: &str) -> std::path::PathBuf {
 fn version_and_help() {
     let out = bin().arg("--version").output().unwrap();
     assert!(out.status.success());
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("ferrokeeper {}", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("ferrokeeper {}", env!("CARGO_PKG_VERSION"))
+    );
     let out = bin().arg("--help").output().unwrap();
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
@@ -32,11 +35,18 @@ fn version_and_help() {
 fn an_invalid_value_names_the_key_and_line() {
     let dir = temp_dir("bad");
     let cfg = dir.join("zoo.cfg");
-    std::fs::write(&cfg, format!("dataDir={}\nclientPort=2999\n\nmaxClientCnxns=lots\n", dir.display())).unwrap();
+    std::fs::write(
+        &cfg,
+        format!("dataDir={}\nclientPort=2999\n\nmaxClientCnxns=lots\n", dir.display()),
+    )
+    .unwrap();
     let out = bin().arg(&cfg).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("line 4") && err.contains("maxClientCnxns") && err.contains("lots"), "{err}");
+    assert!(
+        err.contains("line 4") && err.contains("maxClientCnxns") && err.contains("lots"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -52,8 +62,14 @@ fn unknown_keys_warn_and_sigterm_stops_cleanly() {
     )
     .unwrap();
     // clientPort=0 is "unset" for ZooKeeper; give a real free port instead.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let text = std::fs::read_to_string(&cfg).unwrap().replace("clientPort=0", &format!("clientPort={port}"));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("clientPort=0", &format!("clientPort={port}"));
     std::fs::write(&cfg, text).unwrap();
     let mut child = bin().arg(&cfg).stderr(Stdio::piped()).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -61,7 +77,10 @@ fn unknown_keys_warn_and_sigterm_stops_cleanly() {
         assert!(Instant::now() < deadline, "server did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let exit = child.wait().unwrap();
     assert!(exit.success(), "exit status {exit:?}");

@@ -5,49 +5,13 @@
 //!
 //! Each test has its own loopback addresses (127.0.4x.sid) so tests can run in parallel.
 
-use std::collections::BTreeMap;
 use std::io::Read;
 use std::time::Duration;
 
 use ferrokeeper::proto::election::ServerState;
-use ferrokeeper::zab::election::{Election, ElectionTimeouts};
-use ferrokeeper::zab::peers::{self, Command as ElectionCommand, ElectionHandle, PeerSettings};
 
 mod common;
-use common::{host, mode, verifier, wait_until, ZooKeeper, ELECTION_PORT, QUORUM_PORT};
-
-async fn start_ferrokeeper(net: u8, sid: i64, count: i64) -> ElectionHandle {
-    let election = Election::new(sid, verifier(net, count), ElectionTimeouts::default(), 0, 0);
-    let peers: BTreeMap<i64, String> = (1..=count)
-        .filter(|&other| other != sid)
-        .map(|other| (other, format!("{}:{ELECTION_PORT}", host(net, other))))
-        .collect();
-    let settings = PeerSettings {
-        my_sid: sid,
-        listen: format!("{}:{ELECTION_PORT}", host(net, sid)).parse().unwrap(),
-        announce: format!("{}:{ELECTION_PORT}", host(net, sid)),
-        peers,
-        connect_timeout: Duration::from_secs(5),
-    };
-    let handle = peers::start(settings, election).await.expect("election listener binds");
-    handle
-        .commands
-        .send(ElectionCommand::Look {
-            last_logged_zxid: 0,
-            current_epoch: 0,
-        })
-        .await
-        .unwrap();
-    handle
-}
-
-async fn decided(handle: &mut ElectionHandle, within: Duration) -> (ServerState, i64) {
-    let waited = tokio::time::timeout(within, handle.status.wait_for(|s| s.last_outcome.is_some())).await;
-    let status = *waited
-        .expect("the election decides in time")
-        .expect("the election task runs");
-    (status.state, status.vote.leader)
-}
+use common::{decided, host, mode, start_election, wait_until, ZooKeeper, QUORUM_PORT};
 
 /// `srvr`'s Mode from a ZooKeeper server, once it serves.
 fn zookeeper_mode(net: u8, sid: i64, within: Duration) -> String {
@@ -63,7 +27,7 @@ fn zookeeper_mode(net: u8, sid: i64, within: Duration) -> String {
 async fn three_ferrokeeper_servers_elect_the_highest_sid() {
     let mut handles = Vec::new();
     for sid in 1..=3 {
-        handles.push(start_ferrokeeper(40, sid, 3).await);
+        handles.push(start_election(40, sid, 3).await);
     }
     let mut outcomes = Vec::new();
     for handle in &mut handles {
@@ -81,8 +45,8 @@ async fn three_ferrokeeper_servers_elect_the_highest_sid() {
 
 #[tokio::test]
 async fn a_late_ferrokeeper_server_follows_the_running_leader() {
-    let mut first = start_ferrokeeper(42, 1, 3).await;
-    let mut second = start_ferrokeeper(42, 2, 3).await;
+    let mut first = start_election(42, 1, 3).await;
+    let mut second = start_election(42, 2, 3).await;
     assert_eq!(
         decided(&mut first, Duration::from_secs(10)).await,
         (ServerState::Following, 2)
@@ -92,7 +56,7 @@ async fn a_late_ferrokeeper_server_follows_the_running_leader() {
         (ServerState::Leading, 2)
     );
     // 3 would win a fresh election, but 1 and 2 have decided: it learns their votes and follows.
-    let mut third = start_ferrokeeper(42, 3, 3).await;
+    let mut third = start_election(42, 3, 3).await;
     assert_eq!(
         decided(&mut third, Duration::from_secs(10)).await,
         (ServerState::Following, 2)
@@ -113,7 +77,7 @@ async fn ferrokeeper_follows_the_leader_two_zookeeper_servers_elected() {
         .unwrap();
     assert_eq!(mode_one, "follower", "ZooKeeper 1's log:\n{}", one.log());
     // ferrokeeper 3 joins: from their FOLLOWING and LEADING answers it follows 2.
-    let mut three = start_ferrokeeper(41, 3, 3).await;
+    let mut three = start_election(41, 3, 3).await;
     assert_eq!(
         decided(&mut three, Duration::from_secs(20)).await,
         (ServerState::Following, 2)
@@ -139,7 +103,7 @@ async fn zookeeper_follows_a_ferrokeeper_leader_and_calls_its_quorum_port() {
     // ZooKeeper 1 then calls 3's quorum port as a follower: its first packet is FOLLOWERINFO.
     let quorum = std::net::TcpListener::bind((host(43, 3).as_str(), QUORUM_PORT)).unwrap();
     let one = ZooKeeper::start(43, 1, 3, "");
-    let mut three = start_ferrokeeper(43, 3, 3).await;
+    let mut three = start_election(43, 3, 3).await;
     assert_eq!(
         decided(&mut three, Duration::from_secs(60)).await,
         (ServerState::Leading, 3)

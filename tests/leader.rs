@@ -2,7 +2,6 @@
 //! election (largest sid), fixes the epoch, syncs both ZooKeeper servers and commits its
 //! proposals with their acks; their clients then read what ferrokeeper proposed.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,12 +12,12 @@ use ferrokeeper::proto::open_acl_unsafe;
 use ferrokeeper::proto::txn::{Txn, TxnBody, TxnHeader};
 use ferrokeeper::storage::replica::ReplicaStore;
 use ferrokeeper::storage::Layout;
-use ferrokeeper::zab::election::{Election, ElectionTimeouts};
 use ferrokeeper::zab::leading::{inputs, lead, LeadError, LeaderInput, LeaderStatus, LeadingSettings};
-use ferrokeeper::zab::peers::{self, Command as ElectionCommand, PeerSettings};
 
 mod common;
-use common::{host, mode, temp_dir, verifier, wait_until, zxid, Client, ZooKeeper, ELECTION_PORT, QUORUM_PORT};
+use common::{
+    decided, host, mode, start_election, temp_dir, verifier, wait_until, zxid, Client, ZooKeeper, QUORUM_PORT,
+};
 
 const NET: u8 = 45;
 
@@ -55,34 +54,8 @@ async fn zookeeper_servers_follow_a_ferrokeeper_leader_and_serve_its_writes() {
 
     let dir = temp_dir("leader-fk3");
     let store = ReplicaStore::open(Layout::new(&dir, &dir), false).unwrap();
-    let election = Election::new(3, verifier(NET, 3), ElectionTimeouts::default(), 0, 0);
-    let peers: BTreeMap<i64, String> = (1..=2)
-        .map(|sid| (sid, format!("{}:{ELECTION_PORT}", host(NET, sid))))
-        .collect();
-    let settings = PeerSettings {
-        my_sid: 3,
-        listen: format!("{}:{ELECTION_PORT}", host(NET, 3)).parse().unwrap(),
-        announce: format!("{}:{ELECTION_PORT}", host(NET, 3)),
-        peers,
-        connect_timeout: Duration::from_secs(5),
-    };
-    let mut election = peers::start(settings, election).await.unwrap();
-    election
-        .commands
-        .send(ElectionCommand::Look {
-            last_logged_zxid: 0,
-            current_epoch: 0,
-        })
-        .await
-        .unwrap();
-    let decided = tokio::time::timeout(
-        Duration::from_secs(60),
-        election.status.wait_for(|s| s.last_outcome.is_some()),
-    )
-    .await
-    .expect("the election decides")
-    .map(|s| (s.state, s.vote.leader))
-    .unwrap();
+    let mut election = start_election(NET, 3, 3).await;
+    let decided = decided(&mut election, Duration::from_secs(60)).await;
     assert_eq!(decided, (ServerState::Leading, 3));
 
     let start = store.leader_start(3, verifier(NET, 3), 10, 5).unwrap();

@@ -253,12 +253,7 @@ impl Driver {
                 self.leader.connected(id);
             }
             LeaderInput::Packet { id, packet } => {
-                debug!(
-                    learner = id,
-                    packet = packet_type::name(packet.packet_type),
-                    zxid = format_args!("0x{:x}", packet.zxid),
-                    "from learner"
-                );
+                log_packet("from learner", id, &packet);
                 self.leader.packet(id, packet)
             }
             LeaderInput::Closed { id } => {
@@ -291,12 +286,7 @@ impl Driver {
             for action in actions {
                 match action {
                     LeaderAction::Send { to, packet } => {
-                        debug!(
-                            learner = to,
-                            packet = packet_type::name(packet.packet_type),
-                            zxid = format_args!("0x{:x}", packet.zxid),
-                            "to learner"
-                        );
+                        log_packet("to learner", to, &packet);
                         let mut out = BytesMut::with_capacity(packet.encoded_len());
                         packet.encode(&mut out);
                         self.send(to, out.freeze());
@@ -345,6 +335,15 @@ impl Driver {
         }
         Ok(())
     }
+}
+
+fn log_packet(direction: &'static str, learner: LearnerId, packet: &QuorumPacket) {
+    debug!(
+        learner,
+        packet = packet_type::name(packet.packet_type),
+        zxid = format_args!("0x{:x}", packet.zxid),
+        "{direction}"
+    );
 }
 
 fn accept_learners(listener: TcpListener, inputs: SyncSender<LeaderInput>, stop: &AtomicBool, data_max_bytes: usize) {

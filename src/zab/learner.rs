@@ -499,4 +499,4 @@ fn proposal_of(packet: &QuorumPacket) -> Result<Proposal, LearnerError> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

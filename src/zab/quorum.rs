@@ -179,10 +179,11 @@ impl QuorumVerifier {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn member(sid: i64, participant: bool) -> Member {
+    /// Member `sid` on 127.0.0.1 with ports 2887+sid and 3887+sid (shared by zab's unit tests).
+    pub(crate) fn member(sid: i64, participant: bool) -> Member {
         let role = if participant { "participant" } else { "observer" };
         Member {
             sid,

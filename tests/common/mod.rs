@@ -7,6 +7,7 @@
 
 #![allow(dead_code)] // each test file uses its own part of this
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -15,9 +16,12 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 use ferrokeeper::jute::{Decode, Encode};
+use ferrokeeper::proto::election::ServerState;
 use ferrokeeper::proto::{
     open_acl_unsafe, ConnectRequest, CreateRequest, PathWatchRequest, ReplyHeader, RequestHeader,
 };
+use ferrokeeper::zab::election::{Election, ElectionTimeouts};
+use ferrokeeper::zab::peers::{self, Command as ElectionCommand, ElectionHandle, PeerSettings};
 use ferrokeeper::zab::quorum::{Member, QuorumVerifier};
 
 pub const QUORUM_PORT: u16 = 2888;
@@ -229,4 +233,39 @@ impl Client {
             .unwrap();
         read_frame(&mut self.stream);
     }
+}
+
+/// Starts ferrokeeper's election for `sid` in the ensemble `1..=count` on `net` (fresh: zxid 0).
+pub async fn start_election(net: u8, sid: i64, count: i64) -> ElectionHandle {
+    let election = Election::new(sid, verifier(net, count), ElectionTimeouts::default(), 0, 0);
+    let peers: BTreeMap<i64, String> = (1..=count)
+        .filter(|&other| other != sid)
+        .map(|other| (other, format!("{}:{ELECTION_PORT}", host(net, other))))
+        .collect();
+    let settings = PeerSettings {
+        my_sid: sid,
+        listen: format!("{}:{ELECTION_PORT}", host(net, sid)).parse().unwrap(),
+        announce: format!("{}:{ELECTION_PORT}", host(net, sid)),
+        peers,
+        connect_timeout: Duration::from_secs(5),
+    };
+    let handle = peers::start(settings, election).await.expect("election listener binds");
+    handle
+        .commands
+        .send(ElectionCommand::Look {
+            last_logged_zxid: 0,
+            current_epoch: 0,
+        })
+        .await
+        .unwrap();
+    handle
+}
+
+/// The election's outcome (state, leader), once it decides.
+pub async fn decided(handle: &mut ElectionHandle, within: Duration) -> (ServerState, i64) {
+    let waited = tokio::time::timeout(within, handle.status.wait_for(|s| s.last_outcome.is_some())).await;
+    let status = *waited
+        .expect("the election decides in time")
+        .expect("the election task runs");
+    (status.state, status.vote.leader)
 }

@@ -6,16 +6,8 @@ use std::collections::{BTreeMap, VecDeque};
 use bytes::BytesMut;
 
 use super::*;
+use crate::zab::quorum::tests::member;
 use crate::zab::quorum::Member;
-
-fn member(sid: i64, participant: bool) -> Member {
-    let role = if participant { "participant" } else { "observer" };
-    Member {
-        sid,
-        participant,
-        line: format!("127.0.0.1:{}:{}:{role}", 2887 + sid, 3887 + sid),
-    }
-}
 
 fn encode(n: &Notification) -> Vec<u8> {
     let mut out = BytesMut::new();

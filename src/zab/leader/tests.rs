@@ -6,39 +6,16 @@ use std::collections::BTreeMap;
 use bytes::{Bytes, BytesMut};
 
 use super::*;
-use crate::jute::Encode;
-use crate::proto::txn::{TxnBody, TxnHeader};
+use crate::zab::learner::tests::txn_bytes;
 use crate::zab::learner::{Learner, LearnerAction, LearnerStart};
-use crate::zab::quorum::Member;
+use crate::zab::quorum::tests::member;
 
 fn verifier(count: i64) -> QuorumVerifier {
-    QuorumVerifier::majority(
-        (1..=count).map(|sid| Member {
-            sid,
-            participant: true,
-            line: format!("127.0.0.1:{}:{}:participant", 2887 + sid, 3887 + sid),
-        }),
-        0,
-    )
+    QuorumVerifier::majority((1..=count).map(|sid| member(sid, true)), 0)
 }
 
 fn entry(zxid: i64) -> Bytes {
-    let header = TxnHeader {
-        client_id: 0x100,
-        cxid: 1,
-        zxid,
-        time: 1,
-        txn_type: 5,
-    };
-    let body = TxnBody::SetData {
-        path: "/a".into(),
-        data: None,
-        version: (zxid & 0xff) as i32,
-    };
-    let mut out = BytesMut::new();
-    header.encode(&mut out);
-    body.encode(&mut out);
-    out.freeze()
+    txn_bytes(zxid)
 }
 
 fn start(last_zxid: i64, committed: &[i64]) -> LeaderStart {

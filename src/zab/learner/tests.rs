@@ -18,7 +18,8 @@ fn start() -> LearnerStart {
     }
 }
 
-fn txn_bytes(zxid: i64) -> Bytes {
+/// A setData txn's entry bytes at `zxid` (shared by zab's unit tests).
+pub(crate) fn txn_bytes(zxid: i64) -> Bytes {
     let header = TxnHeader {
         client_id: 0x100,
         cxid: 1,
