@@ -8,13 +8,14 @@
 //!
 //! Threads, not tasks: the store writes to disk on the loop's thread, which must not be a runtime
 //! worker. Bounds: at most `SEND_QUEUE_MAX` packets queued per learner (a learner that falls that
-//! far behind is closed, as it could not keep up anyway); `INPUTS_MAX` inputs queued for the loop
+//! far behind is closed, as it could not keep up anyway); `LEARNERS_MAX` connections;
+//! `INPUTS_MAX` inputs queued for the loop
 //! (readers wait when it is full); a packet's data at most `data_max_bytes`.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -32,6 +33,9 @@ use crate::zab::packet_stream::PacketReader;
 
 /// Packets queued for one learner before it counts as not keeping up.
 pub const SEND_QUEUE_MAX: usize = 16_384;
+/// Learner connections open at once (an ensemble has far fewer members; more is a misbehaving
+/// peer or a scan of the quorum port).
+pub const LEARNERS_MAX: usize = 256;
 /// Inputs queued for the leader's loop.
 pub const INPUTS_MAX: usize = 4_096;
 /// Inputs handled before one log sync covers their proposals.
@@ -348,6 +352,8 @@ fn log_packet(direction: &'static str, learner: LearnerId, packet: &QuorumPacket
 
 fn accept_learners(listener: TcpListener, inputs: SyncSender<LeaderInput>, stop: &AtomicBool, data_max_bytes: usize) {
     let mut next_id: LearnerId = 0;
+    // Connections whose reader thread still runs; each costs two threads.
+    let open = Arc::new(AtomicUsize::new(0));
     while !stop.load(Ordering::Relaxed) {
         let (stream, remote) = match listener.accept() {
             Ok(accepted) => accepted,
@@ -361,6 +367,10 @@ fn accept_learners(listener: TcpListener, inputs: SyncSender<LeaderInput>, stop:
                 continue;
             }
         };
+        if open.load(Ordering::Acquire) >= LEARNERS_MAX {
+            warn!(%remote, "quorum port: {LEARNERS_MAX} learner connections open already; closing this one");
+            continue;
+        }
         next_id += 1;
         let id = next_id;
         let setup = stream
@@ -372,8 +382,12 @@ fn accept_learners(listener: TcpListener, inputs: SyncSender<LeaderInput>, stop:
         if inputs.send(LeaderInput::Connected { id, stream }).is_err() {
             return;
         }
-        let inputs = inputs.clone();
-        std::thread::spawn(move || read_packets(id, read_stream, inputs, data_max_bytes));
+        let (inputs, open) = (inputs.clone(), open.clone());
+        open.fetch_add(1, Ordering::AcqRel);
+        std::thread::spawn(move || {
+            read_packets(id, read_stream, inputs, data_max_bytes);
+            open.fetch_sub(1, Ordering::AcqRel);
+        });
     }
 }
 
