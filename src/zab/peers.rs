@@ -14,7 +14,8 @@
 //! - each peer has a send queue of one message that a newer one replaces, and a fresh connection
 //!   starts by sending the last message again (the peer may have lost it with the old one).
 //!
-//! Bounds: one connection and one connect attempt per peer; at most `HANDSHAKES_MAX` incoming
+//! Bounds: one connection and one connect attempt per peer, and servers outside the
+//! configuration are forgotten once disconnected; at most `HANDSHAKES_MAX` incoming
 //! connections still in their handshake; `EVENTS_MAX` events queued for the election task (a
 //! peer's reader waits when it is full, which slows that peer's TCP stream down).
 
@@ -275,6 +276,12 @@ impl Manager {
                         debug!(peer = sid, "election connection closed");
                         peer.connection = None;
                     }
+                }
+                // Servers outside the configuration (observers without an id, strays) are kept
+                // only while connected, so a stream of them cannot grow the table.
+                let gone = self.peers.get(&sid).is_some_and(|p| p.connection.is_none() && !p.connecting);
+                if gone && !self.settings.peers.contains_key(&sid) {
+                    self.peers.remove(&sid);
                 }
             }
         }
