@@ -455,6 +455,11 @@ impl Dispatcher {
                     }
                     state.staged.push(frame);
                 }
+                // Only a follower's pipeline forwards or revalidates, and no follower is wired to
+                // a leader connection yet (README, Quorum in progress).
+                Output::Forward(_) | Output::Revalidate { .. } => {
+                    warn!("a follower's request has no leader connection to go to; dropped");
+                }
                 // The writer drains what is queued, then shuts the socket down when its sender is dropped.
                 Output::Close(conn) => {
                     if let Some(mut state) = self.conns.remove(&conn) {

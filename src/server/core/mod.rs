@@ -16,6 +16,13 @@
 //!
 //! Owns: connections' protocol state (session binding, auth ids, counters), the tree, watches,
 //! sessions, the pending overlay and the zxid counter.
+//!
+//! In the follower role (`Role::Follower`, not wired to a leader connection yet) the same
+//! pipeline forwards writes, createSession, closeSession and syncs to the leader (`Output::
+//! Forward`), asks it about reconnecting sessions (`Output::Revalidate`), and applies the txns
+//! the leader committed (`committed`), answering a local client when the txn is the head of its
+//! session's forwarded writes (ZooKeeper's `CommitProcessor` matches by session and cxid). The
+//! per-session order is the same: a session's reads wait behind its forwarded writes and syncs.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -73,6 +80,54 @@ pub enum Output {
     Send(ConnId, Bytes),
     /// Close the connection once everything queued before is written.
     Close(ConnId),
+    /// Follower role: send this client request to the leader (a REQUEST packet).
+    Forward(Forward),
+    /// Follower role: ask the leader whether this reconnecting session is still valid
+    /// (REVALIDATE); the answer comes back through `Core::revalidated`.
+    Revalidate {
+        /// The session.
+        session_id: i64,
+        /// Its timeout.
+        timeout_ms: i32,
+    },
+}
+
+/// A client request a follower hands to its leader (`Learner.request`): REQUEST's data is
+/// `session_id, cxid, op` then `record`, its auth info the connection's ids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forward {
+    /// The client's session.
+    pub session_id: i64,
+    /// The request's xid.
+    pub cxid: i32,
+    /// The opcode.
+    pub op: i32,
+    /// The request record exactly as the client sent it.
+    pub record: Bytes,
+    /// The connection's auth ids.
+    pub authinfo: Vec<Id>,
+}
+
+/// Who decides what is written: this server alone, or the leader it follows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Role {
+    /// Prep, log and apply here (ZooKeeper's standalone pipeline).
+    #[default]
+    Standalone,
+    /// Writes, session creation and syncs go to the leader; its committed txns come back through
+    /// `committed` and are applied here, answering the local client that asked (ZooKeeper's
+    /// `FollowerRequestProcessor` → `CommitProcessor` → `FinalRequestProcessor`). Sessions do
+    /// not expire here and containers are not swept: the leader does both.
+    Follower,
+}
+
+/// A forwarded write waiting for its txn to come back committed.
+#[derive(Debug)]
+struct ForwardedWrite {
+    conn: ConnId,
+    cxid: i32,
+    op: OpCode,
+    received_mono_ms: i64,
 }
 
 /// Settings of the pipeline.
@@ -309,6 +364,15 @@ pub struct Core {
     released: Vec<(ConnId, Bytes)>,
     /// Txns applied since the last snapshot started.
     txns_since_snapshot: u64,
+    role: Role,
+    /// Follower role: forwarded writes per session, in request order.
+    forwarded: IdMap<i64, VecDeque<ForwardedWrite>>,
+    /// Follower role: connections waiting for their createSession to commit, by session.
+    pending_connects: IdMap<i64, ConnId>,
+    /// Follower role: reconnecting connections waiting for the leader's REVALIDATE answer.
+    pending_revalidations: IdMap<i64, ConnId>,
+    /// Follower role: forwarded syncs, oldest first (the leader answers them in order).
+    pending_syncs: VecDeque<(i64, ReadRequest)>,
 }
 
 impl Core {
@@ -339,6 +403,11 @@ impl Core {
             log_generation: 0,
             released: Vec::new(),
             txns_since_snapshot: 0,
+            role: Role::Standalone,
+            forwarded: IdMap::default(),
+            pending_connects: IdMap::default(),
+            pending_revalidations: IdMap::default(),
+            pending_syncs: VecDeque::new(),
         }
     }
 
@@ -524,6 +593,27 @@ impl Core {
         if let Some(conn) = self.conns.get_mut(&conn_id) {
             conn.timeout_ms = timeout_ms;
         }
+        if req.session_id == 0 && self.role == Role::Follower {
+            // The leader creates the session (`Learner.request` of createSession); the
+            // ConnectResponse waits for its commit.
+            let session_id = self.sessions.next_id();
+            self.bind(conn_id, session_id);
+            if let Some(conn) = self.conns.get_mut(&conn_id) {
+                conn.awaiting_session = true;
+            }
+            self.pending_connects.insert(session_id, conn_id);
+            let mut record = BytesMut::with_capacity(4);
+            timeout_ms.encode(&mut record);
+            let forward = Forward {
+                session_id,
+                cxid: 0,
+                op: OpCode::CreateSession as i32,
+                record: record.freeze(),
+                authinfo: Vec::new(),
+            };
+            self.outputs.push(Output::Forward(forward));
+            return;
+        }
         if req.session_id == 0 {
             let session_id = self.sessions.next_id();
             self.sessions.add(session_id, timeout_ms, now.mono_ms);
@@ -545,6 +635,12 @@ impl Core {
                 self.close(other);
                 self.unbind(other);
             }
+        }
+        if self.role == Role::Follower && req.passwd[..] == session_password(session_id)[..] {
+            // Only the leader knows whether the session lives (`Learner.validateSession`).
+            self.pending_revalidations.insert(session_id, conn_id);
+            self.outputs.push(Output::Revalidate { session_id, timeout_ms });
+            return;
         }
         let valid = req.passwd[..] == session_password(session_id)[..] && self.sessions.touch(session_id, now.mono_ms);
         if valid {
@@ -764,6 +860,32 @@ impl Core {
                 let reply = ReplyHeader { xid: header.xid, zxid: 0, err: ErrorCode::AuthFailed.code() };
                 self.send(conn_id, reply_frame(&reply, |_| {}));
                 self.close(conn_id);
+            }
+            op if self.role == Role::Follower && (op.is_write() || op == OpCode::CloseSession) => {
+                self.forward_write(conn_id, session_id, header.xid, op, frame, now);
+            }
+            OpCode::Sync if self.role == Role::Follower => {
+                let read = ReadRequest {
+                    conn: conn_id,
+                    xid: header.xid,
+                    op,
+                    body: frame.clone(),
+                    received_mono_ms: now.mono_ms,
+                };
+                self.session_queues
+                    .entry(session_id)
+                    .or_default()
+                    .push_back(SessionEntry::InFifo);
+                self.pending_syncs.push_back((session_id, read));
+                let authinfo = self.auth_ids(conn_id).to_vec();
+                let forward = Forward {
+                    session_id,
+                    cxid: header.xid,
+                    op: op as i32,
+                    record: frame,
+                    authinfo,
+                };
+                self.outputs.push(Output::Forward(forward));
             }
             OpCode::CloseSession => {
                 self.sessions.set_closing(session_id);
@@ -1268,7 +1390,9 @@ impl Core {
     /// Periodic work: expires sessions whose deadline passed (each becomes a closeSession txn).
     pub fn tick(&mut self, now: Now) {
         self.now = now;
-        for session_id in self.sessions.expire(now.mono_ms) {
+        // A follower's sessions are expired by the leader, which tells it with closeSession txns.
+        let expired = if self.role == Role::Follower { Vec::new() } else { self.sessions.expire(now.mono_ms) };
+        for session_id in expired {
             self.metrics.inc(ids::STALE_SESSIONS_EXPIRED, 1);
             let paths_to_delete = closing_session_paths(session_id, &self.tree, &self.overlay);
             let header = self.next_header(session_id, 0, now, OpCode::CloseSession as i32);
@@ -1281,6 +1405,10 @@ impl Core {
     /// `container_max_per_minute` per pass (`ContainerManager`).
     pub fn check_containers(&mut self, now: Now) {
         self.now = now;
+        if self.role == Role::Follower {
+            // The leader sweeps them; its deleteContainer txns arrive committed.
+            return;
+        }
         let candidates = self.tree.expired_containers_and_ttls(now.wall_ms, self.settings.container_max_never_used_ms);
         for path in candidates.into_iter().take(self.settings.container_max_per_minute.max(1)) {
             let mut header = self.next_header(0, 0, now, OpCode::DeleteContainer as i32);
@@ -1297,6 +1425,130 @@ impl Core {
         self.drain();
     }
 
+
+    /// Makes this pipeline a follower's (`Role::Follower`) or a standalone server's.
+    pub fn set_role(&mut self, role: Role) {
+        self.role = role;
+    }
+
+    /// The role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    fn forward_write(&mut self, conn_id: ConnId, session_id: i64, cxid: i32, op: OpCode, record: Bytes, now: Now) {
+        if op == OpCode::CloseSession {
+            self.sessions.set_closing(session_id);
+        }
+        self.session_queues
+            .entry(session_id)
+            .or_default()
+            .push_back(SessionEntry::InFifo);
+        self.forwarded.entry(session_id).or_default().push_back(ForwardedWrite {
+            conn: conn_id,
+            cxid,
+            op,
+            received_mono_ms: now.mono_ms,
+        });
+        let authinfo = self.auth_ids(conn_id).to_vec();
+        self.outputs.push(Output::Forward(Forward {
+            session_id,
+            cxid,
+            op: op as i32,
+            record,
+            authinfo,
+        }));
+    }
+
+    /// Follower role: the leader committed this txn. Applied at once; when it is the answer to a
+    /// request of a local session (the head of its forwarded writes, by cxid) or a local
+    /// connection's createSession, that client gets its reply, and the reads that waited behind
+    /// it run.
+    pub fn committed(&mut self, txn: Txn, now: Now) {
+        self.now = now;
+        let session_id = txn.header.client_id;
+        self.last_zxid = self.last_zxid.max(txn.header.zxid);
+        self.durable_zxid = self.durable_zxid.max(txn.header.zxid);
+        let connect = match &txn.body {
+            TxnBody::CreateSession { .. } => self.pending_connects.remove(&session_id),
+            _ => None,
+        };
+        let mut from_local_request = false;
+        let origin = if let Some(conn) = connect {
+            Origin::Connect { conn }
+        } else {
+            let head = self.forwarded.get_mut(&session_id).and_then(|queue| {
+                if queue.front().is_some_and(|w| w.cxid == txn.header.cxid) {
+                    queue.pop_front()
+                } else {
+                    None
+                }
+            });
+            if self.forwarded.get(&session_id).is_some_and(VecDeque::is_empty) {
+                self.forwarded.remove(&session_id);
+            }
+            match head {
+                Some(w) => {
+                    from_local_request = true;
+                    Origin::Client {
+                        conn: w.conn,
+                        xid: w.cxid,
+                        op: w.op,
+                        received_mono_ms: w.received_mono_ms,
+                    }
+                }
+                None => Origin::Internal,
+            }
+        };
+        self.apply_and_reply(origin, txn);
+        if from_local_request {
+            self.left_fifo(session_id);
+        }
+        self.drain();
+    }
+
+    /// Follower role: the leader answered the oldest forwarded sync (SYNC): every txn committed
+    /// before it has been delivered, so its reply may go.
+    pub fn sync_done(&mut self, now: Now) {
+        self.now = now;
+        let Some((session_id, read)) = self.pending_syncs.pop_front() else {
+            warn!("SYNC from the leader with no sync pending");
+            return;
+        };
+        self.answer_read(read);
+        self.left_fifo(session_id);
+        self.drain();
+    }
+
+    /// Follower role: the leader's answer to a REVALIDATE.
+    pub fn revalidated(&mut self, session_id: i64, valid: bool, now: Now) {
+        self.now = now;
+        let Some(conn_id) = self.pending_revalidations.remove(&session_id) else {
+            return;
+        };
+        if valid {
+            let timeout_ms = self.conns.get(&conn_id).map_or(0, |c| c.timeout_ms);
+            if self.sessions.get(session_id).is_none() {
+                self.sessions.add(session_id, timeout_ms, now.mono_ms);
+            }
+            self.bind(conn_id, session_id);
+        } else {
+            self.metrics.inc(ids::UNSUCCESSFUL_HANDSHAKE, 1);
+        }
+        self.send_connect_response(conn_id, valid);
+    }
+
+    /// Sessions with a connection here, with their timeouts: what a follower reports to the
+    /// leader in its ping replies so they do not expire.
+    pub fn local_sessions(&self) -> Vec<(i64, i32)> {
+        let mut sessions: Vec<(i64, i32)> = self
+            .session_conn
+            .iter()
+            .filter_map(|(&session_id, conn)| self.conns.get(conn).map(|c| (session_id, c.timeout_ms)))
+            .collect();
+        sessions.sort_unstable();
+        sessions
+    }
 
     /// `write_per_namespace` (`DataTree.updateWriteStat`): every node created, deleted or given data,
     /// session-close and container deletions included. The data size is the node's after the whole

@@ -418,3 +418,223 @@ fn reads_after_a_reconnect_wait_for_the_sessions_pending_write() {
     // drops; the new connection's read follows it and sees the write.
     assert_eq!(replies(&core.take_outputs()), vec![(1, 1, 0), (2, 1, 0)]);
 }
+
+/// A follower's pipeline whose leader is this test: `Forward`s come out, committed txns go in.
+fn follower() -> Core {
+    let mut core = Core::new(
+        CoreSettings {
+            server_id: 2,
+            ..settings()
+        },
+        7,
+    );
+    core.set_role(Role::Follower);
+    core
+}
+
+fn forwards(outputs: &[Output]) -> Vec<&Forward> {
+    outputs
+        .iter()
+        .filter_map(|o| if let Output::Forward(f) = o { Some(f) } else { None })
+        .collect()
+}
+
+fn committed_txn(session_id: i64, cxid: i32, zxid: i64, body: TxnBody) -> Txn {
+    let txn_type = match &body {
+        TxnBody::CreateSession { .. } => OpCode::CreateSession as i32,
+        TxnBody::CloseSession { .. } => OpCode::CloseSession as i32,
+        TxnBody::Create { .. } => OpCode::Create as i32,
+        _ => OpCode::SetData as i32,
+    };
+    Txn {
+        header: TxnHeader {
+            client_id: session_id,
+            cxid,
+            zxid,
+            time: 1_700_000_000_000,
+            txn_type,
+        },
+        body,
+    }
+}
+
+/// Connects `conn` through the leader: the createSession goes out, comes back committed.
+fn follower_connect(core: &mut Core, conn: ConnId, zxid: i64) -> i64 {
+    core.connect(
+        conn,
+        addr(),
+        ConnectRequest {
+            time_out: 30000,
+            passwd: Bytes::from_static(&[0; 16]),
+            ..Default::default()
+        },
+        false,
+        now(0),
+    );
+    let outputs = core.take_outputs();
+    let [Output::Forward(forward)] = outputs.as_slice() else {
+        panic!("{outputs:?}")
+    };
+    assert_eq!(
+        (forward.cxid, forward.op, &forward.record[..]),
+        (0, OpCode::CreateSession as i32, &30000i32.to_be_bytes()[..])
+    );
+    assert_eq!(forward.session_id >> 56, 2, "the session id carries this server's id");
+    let session_id = forward.session_id;
+    core.committed(
+        committed_txn(session_id, 0, zxid, TxnBody::CreateSession { timeout_ms: 30000 }),
+        now(1),
+    );
+    let outputs = core.take_outputs();
+    let Output::Send(c, frame) = &outputs[0] else {
+        panic!("{outputs:?}")
+    };
+    assert_eq!(*c, conn);
+    let mut body = frame.slice(4..);
+    assert_eq!(ConnectResponse::decode(&mut body).unwrap().session_id, session_id);
+    session_id
+}
+
+#[test]
+fn a_follower_forwards_writes_and_answers_them_when_they_come_back_committed() {
+    let mut core = follower();
+    let mine = follower_connect(&mut core, 1, 0x1_0000_0001);
+    let other = follower_connect(&mut core, 2, 0x1_0000_0002);
+    let outputs = request(&mut core, 1, 5, OpCode::Create, &create("/a", 0));
+    let sent = forwards(&outputs);
+    assert_eq!(sent.len(), 1);
+    let mut expected = BytesMut::new();
+    create("/a", 0).encode(&mut expected);
+    assert_eq!(
+        (sent[0].session_id, sent[0].cxid, sent[0].op, &sent[0].record[..]),
+        (mine, 5, OpCode::Create as i32, &expected[..])
+    );
+    assert_eq!(
+        sent[0].authinfo,
+        vec![Id {
+            scheme: "ip".into(),
+            id: "127.0.0.1".into()
+        }]
+    );
+    // The session's next read waits for the write; another session's read does not.
+    assert!(request(&mut core, 1, 6, OpCode::Exists, &exists("/a", false)).is_empty());
+    let out = request(&mut core, 2, 1, OpCode::Exists, &exists("/a", false));
+    assert_eq!(reply_header(&out[0]).0.err, ErrorCode::NoNode.code());
+    let txn = committed_txn(
+        mine,
+        5,
+        0x1_0000_0003,
+        TxnBody::Create {
+            path: "/a".into(),
+            data: Some(Bytes::from_static(b"x")),
+            acl: open_acl_unsafe(),
+            ephemeral: false,
+            parent_cversion: 1,
+        },
+    );
+    core.committed(txn, now(2));
+    let out = core.take_outputs();
+    assert_eq!(
+        replies(&out),
+        vec![(1, 5, 0), (1, 6, 0)],
+        "the create's reply, then the read that waited"
+    );
+    assert_eq!(reply_header(&out[0]).0.zxid, 0x1_0000_0003);
+    assert_eq!(
+        core.local_sessions(),
+        vec![(mine.min(other), 30000), (mine.max(other), 30000)]
+    );
+}
+
+#[test]
+fn a_follower_applies_other_servers_txns_and_fires_local_watches() {
+    let mut core = follower();
+    follower_connect(&mut core, 1, 0x1_0000_0001);
+    assert!(request(&mut core, 1, 1, OpCode::Exists, &exists("/b", true)).len() == 1);
+    let txn = committed_txn(
+        0x0300_0000_0000_0001,
+        9,
+        0x1_0000_0002,
+        TxnBody::Create {
+            path: "/b".into(),
+            data: None,
+            acl: open_acl_unsafe(),
+            ephemeral: false,
+            parent_cversion: 1,
+        },
+    );
+    core.committed(txn, now(2));
+    let out = core.take_outputs();
+    let [event] = out.as_slice() else { panic!("{out:?}") };
+    assert_eq!(reply_header(event).0.xid, -1, "a watch event, no reply");
+    assert!(core.tree.stat("/b").is_some());
+}
+
+#[test]
+fn a_follower_forwards_sync_and_reconnects_through_the_leader_and_never_expires_sessions() {
+    let mut core = follower();
+    let session_id = follower_connect(&mut core, 1, 0x1_0000_0001);
+    let out = request(&mut core, 1, 3, OpCode::Sync, &PathRequest { path: "/".into() });
+    assert_eq!(forwards(&out)[0].op, OpCode::Sync as i32);
+    assert!(
+        request(&mut core, 1, 4, OpCode::Exists, &exists("/", false)).is_empty(),
+        "reads wait behind the sync"
+    );
+    core.sync_done(now(2));
+    assert_eq!(replies(&core.take_outputs()), vec![(1, 3, 0), (1, 4, 0)]);
+    // Far past the session timeout: only the leader expires sessions.
+    core.tick(now(10_000_000));
+    assert!(core.take_outputs().is_empty());
+    // A reconnect asks the leader.
+    core.disconnect(1);
+    let request = ConnectRequest {
+        time_out: 30000,
+        session_id,
+        passwd: Bytes::copy_from_slice(&session_password(session_id)),
+        ..Default::default()
+    };
+    core.connect(3, addr(), request, false, now(3));
+    assert_eq!(
+        core.take_outputs(),
+        vec![Output::Revalidate {
+            session_id,
+            timeout_ms: 30000
+        }]
+    );
+    core.revalidated(session_id, true, now(4));
+    let out = core.take_outputs();
+    let Output::Send(3, frame) = &out[0] else {
+        panic!("{out:?}")
+    };
+    let mut body = frame.slice(4..);
+    assert_eq!(ConnectResponse::decode(&mut body).unwrap().session_id, session_id);
+}
+
+#[test]
+fn a_follower_forwards_close_session_and_closes_the_connection_at_its_commit() {
+    let mut core = follower();
+    let session_id = follower_connect(&mut core, 1, 0x1_0000_0001);
+    let mut frame = BytesMut::new();
+    RequestHeader {
+        xid: 8,
+        op: OpCode::CloseSession as i32,
+    }
+    .encode(&mut frame);
+    core.request(1, frame.freeze(), now(1));
+    let out = core.take_outputs();
+    assert_eq!(forwards(&out)[0].op, OpCode::CloseSession as i32);
+    core.committed(
+        committed_txn(
+            session_id,
+            8,
+            0x1_0000_0002,
+            TxnBody::CloseSession {
+                paths_to_delete: vec![],
+            },
+        ),
+        now(2),
+    );
+    let out = core.take_outputs();
+    assert_eq!(replies(&out[..1]), vec![(1, 8, 0)]);
+    assert_eq!(out[1..], [Output::Close(1)]);
+}
