@@ -23,6 +23,9 @@
 //! the leader committed (`committed`), answering a local client when the txn is the head of its
 //! session's forwarded writes (ZooKeeper's `CommitProcessor` matches by session and cxid). The
 //! per-session order is the same: a session's reads wait behind its forwarded writes and syncs.
+//! As a leader's pipeline (also not wired yet) it takes learners' forwarded requests
+//! (`remote_request`), preps them into txns for the proposal step (`take_unpersisted`) and
+//! applies them when the quorum commits them (`persisted_through`), with no local reply.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -275,6 +278,9 @@ enum Origin {
     Connect { conn: ConnId },
     /// Session expiry or the container manager.
     Internal,
+    /// Leader role: a request a learner forwarded; that learner answers its client when the
+    /// txn reaches it committed.
+    Remote,
 }
 
 /// A read request waiting to run.
@@ -309,7 +315,7 @@ impl Origin {
     fn client_session(&self, txn: &Txn) -> Option<i64> {
         match self {
             Origin::Client { .. } => Some(txn.header.client_id),
-            Origin::Connect { .. } | Origin::Internal => None,
+            Origin::Connect { .. } | Origin::Internal | Origin::Remote => None,
         }
     }
 }
@@ -492,6 +498,8 @@ impl Core {
                 self.session_conn.remove(&session_id);
                 self.close(conn);
             }
+            // The learner's client times out and retries; the leader steps down on a log failure.
+            Origin::Remote => {}
             Origin::Internal => {
                 // An expiry that could not be logged is retried at the next tick.
                 if let TxnBody::CloseSession { .. } = txn.body {
@@ -968,14 +976,20 @@ impl Core {
         })
     }
 
-    fn prep_client_write(&mut self, conn_id: ConnId, session_id: i64, xid: i32, op: OpCode, mut body: Bytes, now: Now) {
+    fn prep_client_write(&mut self, conn_id: ConnId, session_id: i64, xid: i32, op: OpCode, body: Bytes, now: Now) {
         let auth_ids = self.conns.get(&conn_id).map(|c| c.auth_ids.clone()).unwrap_or_default();
-        // Every write gets its zxid first; any failure after that is logged as an error txn
-        // (PROTOCOL.md §2.12), malformed bodies included (MarshallingError).
+        let txn = self.prep_txn(session_id, xid, op, body, &auth_ids, now);
+        let origin = Origin::Client { conn: conn_id, xid, op, received_mono_ms: now.mono_ms };
+        self.enqueue_txn(origin, txn);
+    }
+
+    /// A write request's txn. Every write gets its zxid first; any failure after that is logged
+    /// as an error txn (PROTOCOL.md §2.12), malformed bodies included (MarshallingError).
+    fn prep_txn(&mut self, session_id: i64, xid: i32, op: OpCode, mut body: Bytes, auth_ids: &[Id], now: Now) -> Txn {
         let mut header = self.next_header(session_id, xid, now, op as i32);
         let body = match Self::decode_write(op, &mut body) {
             Ok(request) => {
-                match prep_write(&request, session_id, &auth_ids, header.zxid, &self.tree, &mut self.overlay, &self.settings.prep) {
+                match prep_write(&request, session_id, auth_ids, header.zxid, &self.tree, &mut self.overlay, &self.settings.prep) {
                     Ok(txn_body) => {
                         header.txn_type = txn_type(&request, &txn_body);
                         txn_body
@@ -991,8 +1005,7 @@ impl Core {
         if let TxnBody::Error { .. } = body {
             header.txn_type = -1;
         }
-        let origin = Origin::Client { conn: conn_id, xid, op, received_mono_ms: now.mono_ms };
-        self.enqueue_txn(origin, Txn { header, body });
+        Txn { header, body }
     }
 
     fn apply_and_reply(&mut self, origin: Origin, txn: Txn) {
@@ -1044,6 +1057,7 @@ impl Core {
                     self.released.extend(held.into_iter().map(|frame| (conn, frame)));
                 }
             }
+            Origin::Remote => {}
             Origin::Internal => {
                 if let TxnBody::CloseSession { .. } = txn.body {
                     // Expired: the client learns by the connection closing (`FinalRequestProcessor`).
@@ -1536,6 +1550,63 @@ impl Core {
             self.metrics.inc(ids::UNSUCCESSFUL_HANDSHAKE, 1);
         }
         self.send_connect_response(conn_id, valid);
+    }
+
+    /// Leader role: a request a learner forwarded (REQUEST): prepped like a local client's, with
+    /// the client's auth ids, into a txn that `take_unpersisted` hands to the proposal step; it
+    /// applies when `persisted_through` reports its commit (the quorum's, for a leader). A
+    /// createSession registers the session here, the leader being the one that expires it.
+    pub fn remote_request(&mut self, request: Forward, now: Now) {
+        self.now = now;
+        let Forward { session_id, cxid, op, record, authinfo } = request;
+        let Some(op) = OpCode::from_i32(op) else {
+            warn!(op, "forwarded request with an unknown opcode; dropped");
+            return;
+        };
+        match op {
+            OpCode::CreateSession => {
+                let Ok(requested) = i32::decode(&mut record.clone()) else {
+                    warn!(session = format_args!("{session_id:#x}"), "forwarded createSession without a timeout; dropped");
+                    return;
+                };
+                // A learner has clamped it already; the leader does not clamp again (PROTOCOL.md §4.10).
+                self.sessions.add(session_id, requested, now.mono_ms);
+                let header = self.next_header(session_id, cxid, now, OpCode::CreateSession as i32);
+                self.enqueue_txn(Origin::Remote, Txn { header, body: TxnBody::CreateSession { timeout_ms: requested } });
+            }
+            OpCode::CloseSession => {
+                self.sessions.set_closing(session_id);
+                let paths_to_delete = closing_session_paths(session_id, &self.tree, &self.overlay);
+                let header = self.next_header(session_id, cxid, now, OpCode::CloseSession as i32);
+                self.enqueue_txn(Origin::Remote, Txn { header, body: TxnBody::CloseSession { paths_to_delete } });
+            }
+            op if op.is_write() => {
+                let txn = self.prep_txn(session_id, cxid, op, record, &authinfo, now);
+                self.enqueue_txn(Origin::Remote, txn);
+            }
+            other => {
+                warn!(op = ?other, "forwarded request that is not a write; dropped");
+                return;
+            }
+        }
+        self.drain();
+    }
+
+    /// Leader role: sessions a learner's clients kept alive (its ping reply).
+    pub fn touch_sessions(&mut self, sessions: &[(i64, i32)], now: Now) {
+        for &(session_id, _) in sessions {
+            self.sessions.touch(session_id, now.mono_ms);
+        }
+    }
+
+    /// Leader role: whether a session reconnecting to a learner is still valid (REVALIDATE).
+    pub fn revalidate(&mut self, session_id: i64, now: Now) -> bool {
+        self.sessions.touch(session_id, now.mono_ms)
+    }
+
+    /// Leader role: the new epoch; the next txn is its first (`epoch << 32 | 1`).
+    pub fn start_epoch(&mut self, epoch: i64) {
+        self.last_zxid = self.last_zxid.max(epoch << 32);
     }
 
     /// Sessions with a connection here, with their timeouts: what a follower reports to the

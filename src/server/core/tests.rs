@@ -638,3 +638,35 @@ fn a_follower_forwards_close_session_and_closes_the_connection_at_its_commit() {
     assert_eq!(replies(&out[..1]), vec![(1, 8, 0)]);
     assert_eq!(out[1..], [Output::Close(1)]);
 }
+
+#[test]
+fn a_leader_preps_forwarded_requests_and_applies_them_at_their_commit_without_a_local_reply() {
+    let mut core = Core::new(settings(), 1);
+    core.persist_immediately = false;
+    core.start_epoch(2);
+    let session_id = 0x0300_0000_0000_0001;
+    let mut timeout = BytesMut::new();
+    30000i32.encode(&mut timeout);
+    let create_session = Forward { session_id, cxid: 0, op: OpCode::CreateSession as i32, record: timeout.freeze(), authinfo: vec![] };
+    core.remote_request(create_session, now(0));
+    let mut record = BytesMut::new();
+    create("/remote", 0).encode(&mut record);
+    let authinfo = vec![Id { scheme: "ip".into(), id: "10.0.0.1".into() }];
+    core.remote_request(Forward { session_id, cxid: 4, op: OpCode::Create as i32, record: record.freeze(), authinfo }, now(1));
+    let txns = core.take_unpersisted();
+    let headers: Vec<(i64, i32, i64)> = txns.iter().map(|t| (t.header.client_id, t.header.cxid, t.header.zxid)).collect();
+    assert_eq!(headers, vec![(session_id, 0, 0x2_0000_0001), (session_id, 4, 0x2_0000_0002)], "the new epoch's first zxids");
+    assert!(core.tree.stat("/remote").is_none(), "nothing applies before the commit");
+    core.persisted_through(0x2_0000_0002, now(2));
+    assert!(core.tree.stat("/remote").is_some());
+    assert!(core.take_outputs().is_empty(), "the learner answers its own client");
+    assert!(core.revalidate(session_id, now(3)));
+    assert!(!core.revalidate(0x0300_0000_0000_0002, now(3)));
+    // Its session expires on the leader unless a learner's pings touch it.
+    core.touch_sessions(&[(session_id, 30000)], now(20_000));
+    core.tick(now(40_000));
+    assert!(core.take_unpersisted().is_empty(), "touched at 20 s: alive at 40 s");
+    core.tick(now(60_000));
+    let expiry = core.take_unpersisted();
+    assert!(matches!(expiry.as_slice(), [Txn { body: TxnBody::CloseSession { .. }, .. }]), "{expiry:?}");
+}
