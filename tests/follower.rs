@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use ferrokeeper::storage::replica::ReplicaStore;
 use ferrokeeper::storage::Layout;
-use ferrokeeper::zab::follower::{follow, FollowError, FollowerSettings, FollowerStore, StoreError};
+use ferrokeeper::zab::follower::{follow, outgoing, FollowError, FollowerSettings, FollowerStore, StoreError};
 use ferrokeeper::zab::learner::{LearnerStart, Proposal};
 
 const NET: u8 = 44;
@@ -66,6 +66,12 @@ impl FollowerStore for Shared {
     fn serving(&mut self, epoch: i64) {
         self.0.lock().unwrap().serving(epoch)
     }
+    fn sync_done(&mut self) {
+        self.0.lock().unwrap().sync_done()
+    }
+    fn revalidated(&mut self, session_id: i64, valid: bool) {
+        self.0.lock().unwrap().revalidated(session_id, valid)
+    }
 }
 
 fn data_of(store: &ReplicaStore, path: &str) -> Option<Vec<u8>> {
@@ -105,7 +111,7 @@ fn run_follower(
     };
     let thread = {
         let (store, stop) = (store.clone(), stop.clone());
-        std::thread::spawn(move || follow(&settings, start, &mut Shared(store), &stop).unwrap_err())
+        std::thread::spawn(move || follow(&settings, start, &mut Shared(store), outgoing(), &stop).unwrap_err())
     };
     (store, stop, thread)
 }

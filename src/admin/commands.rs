@@ -361,7 +361,7 @@ fn server_stats(r: &mut Map<String, Value>, core: &Core, admin: &AdminState, now
             "data_dir_size": data_size,
             "log_dir_size": log_size,
             "provider_null": false,
-            "server_state": "standalone",
+            "server_state": admin.server_state,
             "last_processed_zxid": core.last_processed_zxid(),
             "outstanding_requests": core.outstanding(),
             "avg_latency": avg,
@@ -410,7 +410,7 @@ mod tests {
         let config = Config::default_with_system_properties(&[])
             .expect("default config")
             .config;
-        let core = Core::new(core_settings(&config), 0);
+        let core = Core::new(core_settings(&config, 1), 0);
         (core, AdminState::new(config))
     }
 

@@ -29,6 +29,8 @@ pub struct AdminState {
     /// The newest snapshot loaded or written: zxid and file modification time in seconds
     /// (`last_snapshot`, ZooKeeper's `FileSnap.lastSnapshotInfo`).
     pub last_snapshot: Option<(i64, i64)>,
+    /// `standalone`, `leader` or `follower` (srvr's Mode, mntr's server_state).
+    pub server_state: &'static str,
 }
 
 impl AdminState {
@@ -40,6 +42,7 @@ impl AdminState {
             started_mono_ms: 0,
             started_wall_ms: 0,
             last_snapshot: None,
+            server_state: "standalone",
         }
     }
 
@@ -59,8 +62,8 @@ pub fn run(word: &str, argument: Option<i64>, remote: SocketAddr, core: &mut Cor
     }
     match word {
         "ruok" => "imok".into(),
-        "srvr" => server_stats(core, None),
-        "stat" => server_stats(core, Some(remote)),
+        "srvr" => server_stats(core, admin, None),
+        "stat" => server_stats(core, admin, Some(remote)),
         "conf" => conf(&admin.config),
         "cons" => {
             let mut out = String::new();
@@ -185,7 +188,7 @@ fn connection_line(out: &mut String, conn: &Conn, full: bool) {
     out.push_str(")\n");
 }
 
-fn server_stats(core: &Core, stat_caller: Option<SocketAddr>) -> String {
+fn server_stats(core: &Core, admin: &AdminState, stat_caller: Option<SocketAddr>) -> String {
     let mut out = format!("Zookeeper version: {}\n", version_string());
     if let Some(remote) = stat_caller {
         out.push_str("Clients:\n");
@@ -208,7 +211,7 @@ fn server_stats(core: &Core, stat_caller: Option<SocketAddr>) -> String {
     let _ = writeln!(out, "Connections: {}", core.conns.len() + 1);
     let _ = writeln!(out, "Outstanding: {}", core.outstanding());
     let _ = writeln!(out, "Zxid: 0x{:x}", core.last_processed_zxid());
-    let _ = writeln!(out, "Mode: standalone");
+    let _ = writeln!(out, "Mode: {}", admin.server_state);
     let _ = writeln!(out, "Node count: {}", core.tree.node_count());
     out
 }

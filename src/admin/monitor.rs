@@ -222,7 +222,7 @@ impl MonitorSnapshot {
         for name in COUNTER_NAMES {
             let value = match name {
                 "version" => Text(crate::admin::four_letter::version_string()),
-                "server_state" => Text("standalone".into()),
+                "server_state" => Text(admin.server_state.into()),
                 "ephemerals_count" => Int(core.tree.ephemeral_count() as i64),
                 // ZooKeeper counts the connection asking, too.
                 "num_alive_connections" => Int(core.conns.len() as i64 + i64::from(asked_by_4lw)),
@@ -439,7 +439,7 @@ mod reference_tests {
         let config = Config::default_with_system_properties(&[])
             .expect("default config")
             .config;
-        let core = Core::new(core_settings(&config), 0);
+        let core = Core::new(core_settings(&config, 1), 0);
         let admin = AdminState::new(config);
         let snapshot = MonitorSnapshot::take(&core, &admin, Now::default(), true);
         let keys: Vec<String> = snapshot

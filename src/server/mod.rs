@@ -1,8 +1,10 @@
 //! The client-facing server: prep and apply as a deterministic pipeline (`core`, `prep`), auth
-//! and ACL rules (`auth`), and the thin tokio layer that drives them over TCP (`net`).
+//! and ACL rules (`auth`), and the thin tokio layer that drives them over TCP (`net`), and what that layer exchanges with the
+//! replication threads in a quorum (`replication`).
 
 pub mod auth;
 pub mod core;
 pub mod metrics;
 pub mod net;
 pub mod prep;
+pub mod replication;

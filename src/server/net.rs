@@ -36,7 +36,8 @@ use crate::jute::Decode;
 use crate::proto::frame::{check_frame, four_letter_word, FrameCheck};
 use crate::proto::{decode_read_only_flag, ConnectRequest};
 use crate::server::core::{ConnId, Core, IdMap, Now, Output};
-use crate::storage::{snapshot, Durability, LogWriter, SnapshotJob, SnapshotProgress};
+use crate::server::replication::{TxnSink, Upstream, ZabEvent, ZabLink};
+use crate::storage::{snapshot, Durability, SnapshotJob, SnapshotProgress};
 
 /// Frames a connection may have queued for writing before it counts as not reading.
 const OUTBOUND_QUEUE_FRAMES: usize = 16_384;
@@ -157,8 +158,8 @@ impl Default for Clock {
 
 /// What the core task needs to make txns durable and take snapshots.
 pub struct Persistence {
-    /// The log writer thread.
-    pub writer: LogWriter,
+    /// Where txns become durable: the log writer thread, or the quorum.
+    pub writer: TxnSink,
     /// Where snapshots go.
     pub snapshot_dir: PathBuf,
     /// ZooKeeper's snapCount: a snapshot after snapCount/2 + random(snapCount/2) txns.
@@ -215,9 +216,17 @@ pub async fn run_core(
     container_check_interval: Duration,
     outstanding_limit: usize,
     persistence: Option<Persistence>,
+    zab: Option<ZabLink>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Option<Persistence> {
     let mut outbound = Dispatcher::default();
+    let (mut zab_events, local_sessions) = match zab {
+        Some(ZabLink { events, upstream, local_sessions }) => {
+            outbound.upstream = Some(upstream);
+            (Some(events), Some(local_sessions))
+        }
+        None => (None, None),
+    };
     let tick = Duration::from_millis((core.settings.tick_ms / 2).max(1) as u64);
     let mut tick_timer = tokio::time::interval(tick);
     tick_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -277,7 +286,15 @@ pub async fn run_core(
                     core.persist_failed(d.failures, clock.now());
                 }
             }
-            _ = tick_timer.tick() => core.tick(clock.now()),
+            Some(event) = zab_event(&mut zab_events) => {
+                handle_zab_event(&mut core, &outbound, event, clock.now());
+            }
+            _ = tick_timer.tick() => {
+                core.tick(clock.now());
+                if let Some(local) = &local_sessions {
+                    *local.lock().unwrap_or_else(|p| p.into_inner()) = core.local_sessions();
+                }
+            }
             _ = container_timer.tick() => core.check_containers(clock.now()),
             _ = purge_timer.tick(), if purging => {
                 if let Some(p) = &persistence {
@@ -406,6 +423,46 @@ async fn purge(p: &Persistence) {
     }
 }
 
+async fn zab_event(rx: &mut Option<mpsc::Receiver<ZabEvent>>) -> Option<ZabEvent> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn handle_zab_event(core: &mut Core, outbound: &Dispatcher, event: ZabEvent, now: Now) {
+    match event {
+        ZabEvent::Committed(txn) => core.committed(*txn, now),
+        ZabEvent::SyncDone => core.sync_done(now),
+        ZabEvent::Revalidated { session_id, valid } => core.revalidated(session_id, valid, now),
+        ZabEvent::Request(request) => core.remote_request(request, now),
+        ZabEvent::Touch(sessions) => core.touch_sessions(&sessions, now),
+        ZabEvent::Revalidate { learner, session_id } => {
+            let valid = core.revalidate(session_id, now);
+            if let Some(upstream) = &outbound.upstream {
+                upstream.revalidated(learner, session_id, valid);
+            }
+        }
+        ZabEvent::Snapshot { zxid, reply } => {
+            // Every commit through `zxid` was reported before this request: apply them first.
+            core.persisted_through(zxid, now);
+            let answer = if core.last_processed_zxid() == zxid {
+                let mut out = Vec::new();
+                crate::storage::zk_format::write_snap_stream_body(&core.tree, &core.sessions.sessions(), &mut out)
+                    .map(|()| Bytes::from(out))
+                    .map_err(|e| e.to_string())
+            } else {
+                Err(format!(
+                    "the pipeline's tree is at {:#x}, the snapshot asked for is at {zxid:#x}",
+                    core.last_processed_zxid()
+                ))
+            };
+            // The leading thread may have stopped waiting; nothing to do then.
+            let _ = reply.send(answer);
+        }
+    }
+}
+
 fn handle_event(core: &mut Core, admin: &mut AdminState, outbound: &mut Dispatcher, event: CoreEvent, now: Now) {
     match event {
         CoreEvent::Connect { conn, remote, request, old_client, outbound: out } => {
@@ -437,11 +494,13 @@ fn handle_event(core: &mut Core, admin: &mut AdminState, outbound: &mut Dispatch
 }
 
 /// Routes the core's outputs to connections, one `writev` per connection per round.
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct Dispatcher {
     conns: IdMap<ConnId, OutboundState>,
     /// Connections with staged frames this round, in first-output order.
     touched: Vec<ConnId>,
+    /// Where a follower's forwarded requests go.
+    upstream: Option<Upstream>,
 }
 
 impl Dispatcher {
@@ -455,11 +514,14 @@ impl Dispatcher {
                     }
                     state.staged.push(frame);
                 }
-                // Only a follower's pipeline forwards or revalidates, and no follower is wired to
-                // a leader connection yet (README, Quorum in progress).
-                Output::Forward(_) | Output::Revalidate { .. } => {
-                    warn!("a follower's request has no leader connection to go to; dropped");
-                }
+                Output::Forward(request) => match &self.upstream {
+                    Some(upstream) => upstream.forward(request),
+                    None => warn!("a forwarded request without a leader to go to; dropped"),
+                },
+                Output::Revalidate { session_id, timeout_ms } => match &self.upstream {
+                    Some(upstream) => upstream.revalidate(session_id, timeout_ms),
+                    None => warn!("a revalidation without a leader to go to; dropped"),
+                },
                 // The writer drains what is queued, then shuts the socket down when its sender is dropped.
                 Output::Close(conn) => {
                     if let Some(mut state) = self.conns.remove(&conn) {

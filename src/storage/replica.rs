@@ -10,9 +10,10 @@
 //! (they are another history). A crash before that restarts from the state before the sync.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use tracing::info;
+use tracing::{debug, info};
 
 use super::txn_log::TxnLog;
 use super::zk_format::{read_snap_stream_body, write_snap_stream_body};
@@ -21,7 +22,9 @@ use crate::jute::Encode;
 use crate::proto::txn::{Txn, TxnBody};
 use crate::tree::DataTree;
 use crate::zab::follower::{FollowerStore, StoreError};
-use crate::zab::leader::{LeaderStart, COMMIT_LOG_MAX};
+use crate::proto::quorum::RequestHead;
+use crate::proto::Id;
+use crate::zab::leader::{LeaderStart, LearnerId, COMMIT_LOG_MAX};
 use crate::zab::leading::LeaderStore;
 use crate::zab::learner::Proposal;
 use crate::zab::quorum::QuorumVerifier;
@@ -34,7 +37,7 @@ pub const CURRENT_EPOCH_KEY: &str = "currentEpoch";
 /// A quorum member's state on disk and in memory.
 pub struct ReplicaStore {
     layout: Layout,
-    log: TxnLog,
+    log: Arc<TxnLog>,
     extended_types_enabled: bool,
     tree: DataTree,
     sessions: BTreeMap<i64, i32>,
@@ -50,7 +53,16 @@ impl ReplicaStore {
     /// Restores the state in `layout` (snapshot and log), as a server start does.
     pub fn open(layout: Layout, extended_types_enabled: bool) -> Result<ReplicaStore, StorageError> {
         layout.create_dirs()?;
-        let log = TxnLog::open(&layout.log_dir)?;
+        let log = Arc::new(TxnLog::open(&layout.log_dir)?);
+        ReplicaStore::with_log(layout, log, extended_types_enabled)
+    }
+
+    /// Restores the state in `layout` through a log that is open already.
+    pub fn with_log(
+        layout: Layout,
+        log: Arc<TxnLog>,
+        extended_types_enabled: bool,
+    ) -> Result<ReplicaStore, StorageError> {
         let restored = restore(&layout, &log, extended_types_enabled)?;
         Ok(ReplicaStore {
             layout,
@@ -68,6 +80,50 @@ impl ReplicaStore {
     /// The tree as synced and committed so far.
     pub fn tree(&self) -> &DataTree {
         &self.tree
+    }
+
+    /// The log, shared with whoever purges it.
+    pub fn log(&self) -> &Arc<TxnLog> {
+        &self.log
+    }
+
+    /// Gives the tree, the sessions and the last applied zxid to the request pipeline, which
+    /// applies every later commit itself (`take_committed` hands them over). Leaves an empty tree.
+    pub fn hand_over(&mut self) -> (DataTree, Vec<(i64, i32)>, i64) {
+        let mut tree = std::mem::replace(&mut self.tree, DataTree::new(self.extended_types_enabled));
+        // A tree loaded from a SNAP stream has applied nothing itself yet.
+        tree.last_processed_zxid = tree.last_processed_zxid.max(self.last_processed_zxid);
+        let sessions = std::mem::take(&mut self.sessions).into_iter().collect();
+        (tree, sessions, self.last_processed_zxid)
+    }
+
+    /// Rebuilds the state from disk (the newest snapshot and the log after it), as a start does:
+    /// after the pipeline that held the tree stopped.
+    pub fn reload(&mut self) -> Result<(), StorageError> {
+        let restored = restore(&self.layout, &self.log, self.extended_types_enabled)?;
+        self.tree = restored.tree;
+        self.sessions = restored.sessions.into_iter().collect();
+        self.last_processed_zxid = restored.last_zxid;
+        self.uncommitted.clear();
+        self.unsynced.clear();
+        self.serving_epoch = None;
+        Ok(())
+    }
+
+    /// The appended proposal with this zxid, now committed, removed without being applied here
+    /// (the pipeline that holds the tree applies it).
+    pub fn take_committed(&mut self, zxid: i64) -> Result<Txn, StoreError> {
+        let Some(txn) = self.uncommitted.pop_front() else {
+            return Err(StoreError(format!("commit of 0x{zxid:x} with nothing appended")));
+        };
+        if txn.header.zxid != zxid {
+            return Err(StoreError(format!(
+                "commit of 0x{zxid:x}, but the next appended txn is 0x{:x}",
+                txn.header.zxid
+            )));
+        }
+        self.last_processed_zxid = self.last_processed_zxid.max(zxid);
+        Ok(txn)
     }
 
     /// The last zxid applied to the tree.
@@ -243,15 +299,7 @@ impl FollowerStore for ReplicaStore {
     }
 
     fn commit(&mut self, zxid: i64) -> Result<(), StoreError> {
-        let Some(txn) = self.uncommitted.pop_front() else {
-            return Err(StoreError(format!("commit of 0x{zxid:x} with nothing appended")));
-        };
-        if txn.header.zxid != zxid {
-            return Err(StoreError(format!(
-                "commit of 0x{zxid:x}, but the next appended txn is 0x{:x}",
-                txn.header.zxid
-            )));
-        }
+        let txn = self.take_committed(zxid)?;
         self.apply(&txn);
         Ok(())
     }
@@ -263,6 +311,15 @@ impl FollowerStore for ReplicaStore {
 
     fn serving(&mut self, epoch: i64) {
         self.serving_epoch = Some(epoch);
+    }
+
+    // No client connections are served through this store alone, so nothing was forwarded.
+    fn sync_done(&mut self) {
+        debug!("SYNC from the leader, with no client waiting for it");
+    }
+
+    fn revalidated(&mut self, session_id: i64, _valid: bool) {
+        debug!(session = format_args!("0x{session_id:x}"), "REVALIDATE answer, with no client waiting for it");
     }
 }
 
@@ -295,6 +352,18 @@ impl LeaderStore for ReplicaStore {
 
     fn established(&mut self, epoch: i64) {
         self.serving_epoch = Some(epoch);
+    }
+
+    // Without a request pipeline there is nobody to take clients' requests, keep their sessions
+    // or answer for them: a leader serving clients wraps this store (`node::quorum`).
+    fn request(&mut self, head: RequestHead, _record: Bytes, _authinfo: Vec<Id>) {
+        debug!(session = format_args!("0x{:x}", head.session_id), op = head.op, "forwarded request dropped: no request pipeline");
+    }
+
+    fn touch(&mut self, _sessions: Vec<(i64, i32)>) {}
+
+    fn revalidate(&mut self, _learner: LearnerId, session_id: i64, _timeout_ms: i32) {
+        debug!(session = format_args!("0x{session_id:x}"), "revalidation unanswered: no session table");
     }
 }
 

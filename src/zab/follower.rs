@@ -13,12 +13,14 @@
 //! already buffered, so a burst of proposals costs one sync; each is acked after that sync.
 
 use std::io::Write;
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::jute::{DecodeError, Encode};
 use crate::proto::quorum::{packet_type, QuorumPacket};
@@ -51,6 +53,23 @@ pub trait FollowerStore {
     fn touched_sessions(&mut self) -> Vec<(i64, i32)>;
     /// Sync is complete; the server may serve clients from now on.
     fn serving(&mut self, epoch: i64);
+    /// The leader answered the oldest sync this server forwarded (SYNC).
+    fn sync_done(&mut self);
+    /// The leader's answer to a REVALIDATE this server sent.
+    fn revalidated(&mut self, session_id: i64, valid: bool);
+}
+
+/// Connection attempts to the leader, `CONNECT_RETRY` apart (ZooKeeper's 5 and 1 s).
+const CONNECT_ATTEMPTS: u32 = 5;
+const CONNECT_RETRY: Duration = Duration::from_secs(1);
+
+/// Packets queued for the leader, from the follower and from the request pipeline.
+pub const OUTGOING_MAX: usize = 16_384;
+
+/// The queue of packets to the leader: the request pipeline keeps a sender (for REQUEST and
+/// REVALIDATE), `follow` takes both ends. A packet is whole encoded bytes.
+pub fn outgoing() -> (SyncSender<Bytes>, Receiver<Bytes>) {
+    sync_channel(OUTGOING_MAX)
 }
 
 /// A store operation that failed; the follower stops following.
@@ -92,25 +111,79 @@ pub struct FollowerSettings {
 }
 
 /// Follows the leader until the connection fails, the leader breaks the protocol, the store fails
-/// or `stop` is set (checked at least once per read timeout).
+/// or `stop` is set (checked at least once per read timeout). Packets for the leader go through
+/// `outgoing` (see `outgoing()`), written by a thread of their own in queue order.
 pub fn follow(
     settings: &FollowerSettings,
     start: LearnerStart,
     store: &mut dyn FollowerStore,
+    outgoing: (SyncSender<Bytes>, Receiver<Bytes>),
     stop: &AtomicBool,
 ) -> Result<(), FollowError> {
     let address =
         settings.leader.to_socket_addrs()?.next().ok_or_else(|| {
             std::io::Error::new(std::io::ErrorKind::NotFound, "the leader's address resolves to nothing")
         })?;
-    let stream = TcpStream::connect_timeout(&address, settings.init_limit)?;
+    // As ZooKeeper's `Learner.connectToLeader`: a just elected leader may not listen yet.
+    let mut attempt = 1;
+    let stream = loop {
+        match TcpStream::connect_timeout(&address, settings.init_limit) {
+            Ok(stream) => break stream,
+            Err(e) if attempt < CONNECT_ATTEMPTS && !stop.load(Ordering::Relaxed) => {
+                debug!(leader = %settings.leader, attempt, error = %e, "cannot connect to the leader yet");
+                attempt += 1;
+                std::thread::sleep(CONNECT_RETRY);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(settings.init_limit))?;
     info!(leader = %settings.leader, "connected to the leader");
+    let (queue, packets) = outgoing;
+    let done = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (stream, done) = (stream.try_clone()?, done.clone());
+        std::thread::spawn(move || write_packets(stream, packets, &done))
+    };
     let mut connection = Connection {
         reader: PacketReader::new(stream.try_clone()?, settings.data_max_bytes),
-        writer: stream,
+        socket: stream,
+        queue,
     };
+    let result = run_loop(settings, start, store, &mut connection, stop);
+    // Ends the writer thread (its write fails, or it sees `done` within a poll).
+    done.store(true, Ordering::Relaxed);
+    let _ = connection.socket.shutdown(Shutdown::Both);
+    let _ = writer.join();
+    result
+}
+
+/// How often the packet writer looks at the `done` flag while its queue is empty.
+const WRITER_POLL: Duration = Duration::from_millis(100);
+
+fn write_packets(mut stream: TcpStream, packets: Receiver<Bytes>, done: &AtomicBool) {
+    while !done.load(Ordering::Relaxed) {
+        match packets.recv_timeout(WRITER_POLL) {
+            Ok(bytes) => {
+                if stream.write_all(&bytes).is_err() {
+                    let _ = stream.shutdown(Shutdown::Both);
+                    return;
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
+
+fn run_loop(
+    settings: &FollowerSettings,
+    start: LearnerStart,
+    store: &mut dyn FollowerStore,
+    connection: &mut Connection,
+    stop: &AtomicBool,
+) -> Result<(), FollowError> {
     let mut learner = Learner::new(start);
     // The last proposal appended but not yet synced.
     let mut unsynced = None;
@@ -142,7 +215,7 @@ pub fn follow(
         let newleader = packet.packet_type == packet_type::NEWLEADER;
         learner.packet(packet)?;
         if newleader {
-            connection.writer.set_read_timeout(Some(settings.sync_limit))?;
+            connection.socket.set_read_timeout(Some(settings.sync_limit))?;
         }
         connection.perform(&mut learner, store, &mut unsynced)?;
     }
@@ -150,14 +223,18 @@ pub fn follow(
 
 struct Connection {
     reader: PacketReader,
-    writer: TcpStream,
+    socket: TcpStream,
+    queue: SyncSender<Bytes>,
 }
 
 impl Connection {
     fn send(&mut self, packet: &QuorumPacket) -> Result<(), FollowError> {
         let mut out = BytesMut::with_capacity(packet.encoded_len());
         packet.encode(&mut out);
-        self.writer.write_all(&out)?;
+        // Waits while the queue is full: the writer drains it at the socket's pace.
+        self.queue.send(out.freeze()).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the packet writer has stopped")
+        })?;
         Ok(())
     }
 
@@ -217,9 +294,8 @@ impl Connection {
                         );
                         store.serving(epoch);
                     }
-                    // Forwarded syncs and revalidations come with client connections on followers,
-                    // which are not wired to this connection yet.
-                    LearnerAction::SyncDone | LearnerAction::Revalidated { .. } => {}
+                    LearnerAction::SyncDone => store.sync_done(),
+                    LearnerAction::Revalidated { session_id, valid } => store.revalidated(session_id, valid),
                 }
             }
             actions = learner.take_actions();

@@ -271,6 +271,11 @@ impl Leader {
         self.last_proposed
     }
 
+    /// Forwarded syncs waiting for a proposal's commit.
+    pub fn pending_syncs(&self) -> usize {
+        self.outstanding.values().map(|o| o.syncs.len()).sum()
+    }
+
     /// The last zxid committed.
     pub fn last_committed(&self) -> i64 {
         self.last_committed

@@ -24,7 +24,8 @@ use bytes::{Bytes, BytesMut};
 use tracing::{debug, info, warn};
 
 use crate::jute::Encode;
-use crate::proto::quorum::{packet_type, QuorumPacket};
+use crate::proto::quorum::{packet_type, QuorumPacket, RequestHead};
+use crate::proto::{Id, OpCode};
 use crate::proto::txn::Txn;
 use crate::zab::follower::StoreError;
 use crate::zab::leader::{Leader, LeaderAction, LeaderStart, LearnerId};
@@ -59,6 +60,14 @@ pub trait LeaderStore {
     fn commit(&mut self, zxid: i64) -> Result<(), StoreError>;
     /// A quorum acked NEWLEADER: the server may serve clients.
     fn established(&mut self, epoch: i64);
+    /// A client request a learner forwarded (REQUEST: its head, then the request record), with
+    /// the client's auth ids. Syncs never come here: the leader answers them itself.
+    fn request(&mut self, head: RequestHead, record: Bytes, authinfo: Vec<Id>);
+    /// Sessions a learner's clients keep alive (its ping reply), with their timeouts.
+    fn touch(&mut self, sessions: Vec<(i64, i32)>);
+    /// A learner asks whether a session may reconnect through it; the answer comes back as
+    /// `LeaderInput::Revalidated`.
+    fn revalidate(&mut self, learner: LearnerId, session_id: i64, timeout_ms: i32);
 }
 
 /// What the leader's loop takes in.
@@ -85,6 +94,15 @@ pub enum LeaderInput {
         /// The learner.
         id: LearnerId,
     },
+    /// The answer to a learner's REVALIDATE (`LeaderStore::revalidate`).
+    Revalidated {
+        /// The learner that asked.
+        learner: LearnerId,
+        /// The session.
+        session_id: i64,
+        /// Whether it is still valid.
+        valid: bool,
+    },
 }
 
 /// The leader as others may look at it.
@@ -100,6 +118,11 @@ pub struct LeaderStatus {
     pub learners: usize,
     /// The last zxid committed.
     pub last_committed: i64,
+    /// Bytes of the proposals' data, last / min / max (ZooKeeper's `proposalStats`); none yet
+    /// before the first proposal.
+    pub proposal_sizes: Option<(usize, usize, usize)>,
+    /// Forwarded syncs waiting for a commit (`pending_syncs`).
+    pub pending_syncs: usize,
 }
 
 /// Why leading ended.
@@ -158,12 +181,31 @@ pub fn lead(
         leader: Leader::new(start),
         writers: BTreeMap::new(),
         unsynced: None,
+        proposal_sizes: None,
     };
-    let half_tick = settings.tick / 2;
+    // Every way out of the loop (a stop, an abdication, a store failure) goes through the
+    // clean-up below, which ends the acceptor and every learner's threads.
+    let result = run_loop(&mut driver, store, &inputs, status, stop, settings.tick / 2);
+    stop.store(true, Ordering::Relaxed);
+    for (_, writer) in std::mem::take(&mut driver.writers) {
+        writer.close();
+    }
+    let _ = acceptor.join();
+    result
+}
+
+fn run_loop(
+    driver: &mut Driver,
+    store: &mut dyn LeaderStore,
+    inputs: &Receiver<LeaderInput>,
+    status: &Mutex<LeaderStatus>,
+    stop: &AtomicBool,
+    half_tick: Duration,
+) -> Result<(), LeadError> {
     let mut next_half_tick = Instant::now() + half_tick;
-    let result = loop {
+    loop {
         if stop.load(Ordering::Relaxed) {
-            break Err(LeadError::Stopped);
+            return Err(LeadError::Stopped);
         }
         let input = inputs.recv_timeout(next_half_tick.saturating_duration_since(Instant::now()));
         match input {
@@ -178,7 +220,7 @@ pub fn lead(
                 }
             }
             Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => break Err(LeadError::Stopped),
+            Err(RecvTimeoutError::Disconnected) => return Err(LeadError::Stopped),
         }
         if let Some(zxid) = driver.unsynced.take() {
             store.sync()?;
@@ -188,23 +230,17 @@ pub fn lead(
             next_half_tick += half_tick;
             driver.leader.half_tick();
         }
-        if let Err(e) = driver.perform(store) {
-            break Err(e);
-        }
+        driver.perform(store)?;
         *status.lock().unwrap_or_else(|p| p.into_inner()) = LeaderStatus {
             epoch: driver.leader.epoch(),
             established: driver.leader.is_established(),
             synced_learners: driver.leader.synced_learners(),
             learners: driver.leader.learner_count(),
             last_committed: driver.leader.last_committed(),
+            proposal_sizes: driver.proposal_sizes,
+            pending_syncs: driver.leader.pending_syncs(),
         };
-    };
-    stop.store(true, Ordering::Relaxed);
-    for (_, writer) in std::mem::take(&mut driver.writers) {
-        writer.close();
     }
-    let _ = acceptor.join();
-    result
 }
 
 struct Writer {
@@ -223,6 +259,7 @@ struct Driver {
     leader: Leader,
     writers: BTreeMap<LearnerId, Writer>,
     unsynced: Option<i64>,
+    proposal_sizes: Option<(usize, usize, usize)>,
 }
 
 impl Driver {
@@ -234,11 +271,24 @@ impl Driver {
                     return Ok(());
                 }
                 let zxid = self.leader.next_zxid();
+                // The pipeline numbers its txns itself (it applies them by zxid at their commit):
+                // a gap means the two disagree about the epoch or lost a txn.
+                if txn.header.zxid != 0 && txn.header.zxid != zxid {
+                    return Err(LeadError::Abdicated(format!(
+                        "the pipeline proposed 0x{:x} where 0x{zxid:x} was next",
+                        txn.header.zxid
+                    )));
+                }
                 txn.header.zxid = zxid;
                 let mut entry = BytesMut::new();
                 txn.header.encode(&mut entry);
                 txn.body.encode(&mut entry);
                 let entry = entry.freeze();
+                let size = entry.len();
+                self.proposal_sizes = Some(match self.proposal_sizes {
+                    Some((_, min, max)) => (size, min.min(size), max.max(size)),
+                    None => (size, size, size),
+                });
                 store.append(Proposal {
                     txn: *txn,
                     digest: None,
@@ -265,6 +315,9 @@ impl Driver {
                     writer.close();
                 }
                 self.leader.disconnected(id);
+            }
+            LeaderInput::Revalidated { learner, session_id, valid } => {
+                self.leader.revalidated(learner, session_id, valid)
             }
         }
         Ok(())
@@ -323,16 +376,17 @@ impl Driver {
                     }
                     LeaderAction::Commit(zxid) => store.commit(zxid)?,
                     LeaderAction::Abdicate { reason } => return Err(LeadError::Abdicated(reason)),
-                    // The request pipeline is not wired to the leader yet: forwarded requests,
-                    // revalidations and session touches have nobody to take them.
-                    LeaderAction::Request { sid, .. } => debug!(sid, "forwarded request dropped: no request pipeline"),
-                    LeaderAction::Revalidate { session_id, .. } => {
-                        debug!(
-                            session = format_args!("0x{session_id:x}"),
-                            "revalidation unanswered: no session table"
-                        )
+                    LeaderAction::Request { from, sid, mut data, authinfo } => match RequestHead::decode(&mut data) {
+                        // ZooKeeper's leader answers a forwarded sync once the proposals
+                        // outstanding now are committed (`Leader.processSync`).
+                        Ok(head) if head.op == OpCode::Sync as i32 => self.leader.sync(from),
+                        Ok(head) => store.request(head, data, authinfo),
+                        Err(e) => warn!(learner = from, sid, "REQUEST without a request head ({e}); dropped"),
+                    },
+                    LeaderAction::Revalidate { from, session_id, timeout_ms } => {
+                        store.revalidate(from, session_id, timeout_ms)
                     }
-                    LeaderAction::Touch(_) => {}
+                    LeaderAction::Touch(sessions) => store.touch(sessions),
                 }
             }
             actions = self.leader.take_actions();

@@ -18,7 +18,8 @@ use bytes::{Buf, Bytes, BytesMut};
 use ferrokeeper::jute::{Decode, Encode};
 use ferrokeeper::proto::election::ServerState;
 use ferrokeeper::proto::{
-    open_acl_unsafe, ConnectRequest, CreateRequest, PathWatchRequest, ReplyHeader, RequestHeader,
+    open_acl_unsafe, ConnectRequest, ConnectResponse, CreateRequest, PathRequest, PathWatchRequest, ReplyHeader,
+    RequestHeader, SetDataRequest,
 };
 use ferrokeeper::zab::election::{Election, ElectionTimeouts};
 use ferrokeeper::zab::peers::{self, Command as ElectionCommand, ElectionHandle, PeerSettings};
@@ -60,22 +61,33 @@ pub struct ZooKeeper {
     log: PathBuf,
 }
 
+/// zoo.cfg of member `sid` of the ensemble `1..=count` on `net`, with its data under `data`.
+pub fn member_config(net: u8, sid: i64, count: i64, data: &std::path::Path, extra: &str) -> String {
+    let mut cfg = format!(
+        "tickTime=500\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={CLIENT_PORT}\n\
+         clientPortAddress={}\n4lw.commands.whitelist=*\nadmin.enableServer=false\n{extra}",
+        data.display(),
+        host(net, sid)
+    );
+    for m in members(net, count) {
+        cfg.push_str(&format!("server.{}={}\n", m.sid, m.line));
+    }
+    cfg
+}
+
+/// Writes a member's `zoo.cfg` and `myid` under `dir`; returns the config path.
+fn write_member(dir: &std::path::Path, net: u8, sid: i64, count: i64, extra: &str) -> PathBuf {
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    std::fs::write(dir.join("data/myid"), format!("{sid}\n")).unwrap();
+    std::fs::write(dir.join("zoo.cfg"), member_config(net, sid, count, &dir.join("data"), extra)).unwrap();
+    dir.join("zoo.cfg")
+}
+
 impl ZooKeeper {
     /// Member `sid` of the ensemble `1..=count` on `net`, with `extra` zoo.cfg lines.
     pub fn start(net: u8, sid: i64, count: i64, extra: &str) -> ZooKeeper {
         let dir = temp_dir(&format!("zk-{net}-{sid}"));
-        std::fs::create_dir_all(dir.join("data")).unwrap();
-        std::fs::write(dir.join("data/myid"), format!("{sid}\n")).unwrap();
-        let mut cfg = format!(
-            "tickTime=500\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={CLIENT_PORT}\n\
-             clientPortAddress={}\n4lw.commands.whitelist=*\nadmin.enableServer=false\n{extra}",
-            dir.join("data").display(),
-            host(net, sid)
-        );
-        for m in members(net, count) {
-            cfg.push_str(&format!("server.{}={}\n", m.sid, m.line));
-        }
-        std::fs::write(dir.join("zoo.cfg"), cfg).unwrap();
+        let cfg = write_member(&dir, net, sid, count, extra);
         let log = dir.join("server.log");
         let out = std::fs::File::create(&log).unwrap();
         let child = Command::new("java")
@@ -85,7 +97,7 @@ impl ZooKeeper {
                 "/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-simple.jar",
             ])
             .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
-            .arg(dir.join("zoo.cfg"))
+            .arg(cfg)
             .stdout(out.try_clone().unwrap())
             .stderr(out)
             .stdin(Stdio::null())
@@ -110,6 +122,60 @@ impl Drop for ZooKeeper {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A ferrokeeper quorum member (the crate's binary), killed when dropped.
+pub struct Ferrokeeper {
+    child: Option<Child>,
+    dir: PathBuf,
+    pub sid: i64,
+}
+
+impl Ferrokeeper {
+    /// Member `sid` of the ensemble `1..=count` on `net`, with `extra` zoo.cfg lines.
+    pub fn start(net: u8, sid: i64, count: i64, extra: &str) -> Ferrokeeper {
+        let dir = temp_dir(&format!("fk-{net}-{sid}"));
+        write_member(&dir, net, sid, count, extra);
+        let mut server = Ferrokeeper { child: None, dir, sid };
+        server.restart();
+        server
+    }
+
+    /// Starts the binary again on the same data (after `kill`).
+    pub fn restart(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("server.log"))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_ferrokeeper"))
+            .arg(self.dir.join("zoo.cfg"))
+            .env("RUST_LOG", "info,ferrokeeper=debug")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    /// SIGKILL: no shutdown snapshot, no goodbye to the peers.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Ferrokeeper {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 
@@ -159,6 +225,14 @@ fn frame(parts: &[&dyn Encode]) -> Vec<u8> {
     out
 }
 
+fn try_read_frame(stream: &mut TcpStream) -> Option<Bytes> {
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len).ok()?;
+    let mut body = vec![0; i32::from_be_bytes(len).max(0) as usize];
+    stream.read_exact(&mut body).ok()?;
+    Some(Bytes::from(body))
+}
+
 fn read_frame(stream: &mut TcpStream) -> Bytes {
     let mut len = [0u8; 4];
     stream.read_exact(&mut len).unwrap();
@@ -171,22 +245,38 @@ fn read_frame(stream: &mut TcpStream) -> Bytes {
 pub struct Client {
     stream: TcpStream,
     xid: i32,
+    /// The session's id and password, as the server answered.
+    pub session: (i64, Bytes),
 }
 
 impl Client {
     pub fn connect(net: u8, sid: i64) -> Client {
-        let mut stream = TcpStream::connect((host(net, sid).as_str(), CLIENT_PORT)).unwrap();
+        Client::resume(net, sid, (0, Bytes::from_static(&[0; 16]))).expect("the server accepts a new session")
+    }
+
+    /// Connects with `session` (0 for a new one); `None` if the server refuses it (closes the
+    /// connection or answers with a zero timeout, as for an expired or unknown session).
+    pub fn resume(net: u8, sid: i64, session: (i64, Bytes)) -> Option<Client> {
+        let mut stream = TcpStream::connect((host(net, sid).as_str(), CLIENT_PORT)).ok()?;
         stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let connect = ConnectRequest {
             protocol_version: 0,
             last_zxid_seen: 0,
             time_out: 10_000,
-            session_id: 0,
-            passwd: Bytes::from_static(&[0; 16]),
+            session_id: session.0,
+            passwd: session.1,
         };
-        stream.write_all(&frame(&[&connect])).unwrap();
-        read_frame(&mut stream);
-        Client { stream, xid: 0 }
+        stream.write_all(&frame(&[&connect])).ok()?;
+        let mut reply = try_read_frame(&mut stream)?;
+        let response = ConnectResponse::decode(&mut reply).ok()?;
+        if response.time_out <= 0 {
+            return None;
+        }
+        Some(Client {
+            stream,
+            xid: 0,
+            session: (response.session_id, response.passwd),
+        })
     }
 
     fn call(&mut self, op: i32, request: &dyn Encode) -> (i32, Bytes) {
@@ -201,13 +291,33 @@ impl Client {
 
     /// Creates a persistent node; the error code (0 on success).
     pub fn create(&mut self, path: &str, data: &[u8]) -> i32 {
+        self.create_with_flags(path, data, 0)
+    }
+
+    /// Creates a node with create flags (1 = ephemeral); the error code.
+    pub fn create_with_flags(&mut self, path: &str, data: &[u8], flags: i32) -> i32 {
         let request = CreateRequest {
             path: path.to_string(),
             data: Some(Bytes::copy_from_slice(data)),
             acl: open_acl_unsafe(),
-            flags: 0,
+            flags,
         };
         self.call(1, &request).0
+    }
+
+    /// Sets a node's data (any version); the error code.
+    pub fn set_data(&mut self, path: &str, data: &[u8]) -> i32 {
+        let request = SetDataRequest {
+            path: path.to_string(),
+            data: Some(Bytes::copy_from_slice(data)),
+            version: -1,
+        };
+        self.call(5, &request).0
+    }
+
+    /// `sync` (makes this server catch up with the leader); the error code.
+    pub fn sync(&mut self, path: &str) -> i32 {
+        self.call(9, &PathRequest { path: path.to_string() }).0
     }
 
     /// A node's data, `None` if it does not exist.

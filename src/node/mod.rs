@@ -1,21 +1,27 @@
 //! Wiring: builds the pipeline from the configuration, binds the client port, runs the tasks and
-//! owns shutdown (SIGTERM/SIGINT stop accepting, stop the pipeline, and return).
+//! owns shutdown (SIGTERM/SIGINT stop accepting, stop the pipeline, and return). A quorum
+//! member's election, leading and following are wired in `quorum`.
+
+mod quorum;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{mpsc, watch};
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::admin::four_letter::AdminState;
 use crate::config::Config;
 use crate::server::auth::AuthSettings;
 use crate::server::core::{Core, CoreSettings};
+use crate::server::core::Now;
 use crate::server::net::{conn_limits, run_core, run_listener, Clock, Persistence};
+use crate::server::replication::ZabLink;
 use crate::storage::txn_log::TxnLog;
 use crate::storage::{restore, Layout, LogWriter};
 use crate::server::prep::PrepSettings;
+use crate::server::replication::TxnSink;
 
 /// Why the node could not run.
 #[derive(Debug, thiserror::Error)]
@@ -39,19 +45,18 @@ pub enum NodeError {
     /// Storage could not be opened or the data could not be restored.
     #[error("cannot start from the data directory: {0}")]
     Storage(#[from] crate::storage::StorageError),
-    /// Quorum mode is not implemented yet.
-    #[error("this configuration has server.N lines for a quorum; ferrokeeper runs standalone only so far")]
-    QuorumUnsupported,
+    /// The quorum part of the configuration cannot be run.
+    #[error("{0}")]
+    Quorum(String),
 }
 
-/// The pipeline settings a configuration implies.
-pub fn core_settings(config: &Config) -> CoreSettings {
+/// The pipeline settings a configuration implies; `server_id` goes into session ids.
+pub fn core_settings(config: &Config, server_id: u8) -> CoreSettings {
     CoreSettings {
         tick_ms: config.tick_time_ms as i64,
         min_session_timeout_ms: config.min_session_timeout_ms.min(i32::MAX as u32) as i32,
         max_session_timeout_ms: config.max_session_timeout_ms.min(i32::MAX as u32) as i32,
-        // Standalone servers use server id 1 in session ids (`createSessionTrackerServerId`).
-        server_id: 1,
+        server_id,
         prep: PrepSettings {
             auth: AuthSettings { super_digest: config.super_digest.clone(), skip_acl: config.skip_acl },
             extended_types_enabled: config.extended_types_enabled,
@@ -99,21 +104,29 @@ async fn bind_client_port(address: &str) -> std::io::Result<TcpListener> {
     Err(last_error.unwrap_or_else(nothing))
 }
 
-/// Runs a standalone server until SIGTERM or SIGINT.
+/// Runs the server until SIGTERM or SIGINT: standalone, or as a quorum member when the
+/// configuration has `server.N` lines for one (`quorum`).
 pub async fn run(config: Config) -> Result<(), NodeError> {
-    if config.is_quorum() && !config.standalone_enabled {
-        return Err(NodeError::QuorumUnsupported);
-    }
     if config.is_quorum() {
-        warn!("server.N lines found; quorum mode is not implemented yet, running standalone");
+        return quorum::run(config).await;
     }
+    run_standalone(config).await
+}
+
+/// Creates the data directories.
+fn create_data_dirs(config: &Config) -> Result<Layout, NodeError> {
     for dir in [&config.data_dir, &config.data_log_dir] {
         std::fs::create_dir_all(dir).map_err(|source| NodeError::DataDir { path: dir.display().to_string(), source })?;
     }
-    let clock = Clock::new();
-    let started = std::time::Instant::now();
     let layout = Layout::new(&config.data_dir, &config.data_log_dir);
     layout.create_dirs()?;
+    Ok(layout)
+}
+
+async fn run_standalone(config: Config) -> Result<(), NodeError> {
+    let clock = Clock::new();
+    let started = std::time::Instant::now();
+    let layout = create_data_dirs(&config)?;
     let (log, restored, snapshot_modified_secs) = tokio::task::spawn_blocking({
         let layout = layout.clone();
         let extended = config.extended_types_enabled;
@@ -135,74 +148,119 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
         elapsed_ms = started.elapsed().as_millis() as u64,
         "data restored"
     );
-    let address = client_address(&config);
-    let listener =
-        bind_client_port(&address).await.map_err(|source| NodeError::Bind { address: address.clone(), source })?;
-    let local: SocketAddr = listener.local_addr().map_err(|source| NodeError::Bind { address: address.clone(), source })?;
     let now = clock.now();
-    let mut core = Core::restored(
-        core_settings(&config),
+    // Standalone servers use server id 1 in session ids (`createSessionTrackerServerId`).
+    let core = Core::restored(
+        core_settings(&config, 1),
         restored.tree,
         &restored.sessions,
         restored.last_zxid,
         restored.last_alive_ms,
         now,
     );
-    core.slow_request_threshold_ms = config.slow_request_threshold_ms.min(i64::MAX as u64) as i64;
-    core.metrics.observe(crate::server::metrics::ids::DBINITTIME, started.elapsed().as_millis() as i64);
     let writer = LogWriter::start(log, restored.last_zxid, config.force_sync, config.max_batch_size.max(1) as usize);
-    let persistence = Persistence {
-        writer,
+    let persistence = persistence(&config, &layout, TxnSink::Log(writer), restored.snapshot_zxid != Some(restored.last_zxid), now);
+    let mut admin = AdminState::new(config.clone());
+    admin.last_snapshot = restored.snapshot_zxid.zip(snapshot_modified_secs);
+    let serving = Serving::start(&config, core, admin, persistence, None, clock, started).await?;
+    // Listen for signals before announcing that the server serves: a SIGTERM sent by whoever
+    // waits for that line must stop the server cleanly, not kill it with the default action.
+    let signals = Signals::new();
+    info!(address = %serving.local, data_dir = %config.data_dir.display(), "ferrokeeper {} serving clients (standalone)", env!("CARGO_PKG_VERSION"));
+    signals.wait().await;
+    info!("shutting down");
+    if let Some(persistence) = serving.stop().await {
+        // Let the log writer finish what it was handed, then close RocksDB.
+        let _ = tokio::task::spawn_blocking(move || persistence.writer.stop()).await;
+    }
+    info!("stopped");
+    Ok(())
+}
+
+/// What the core task needs to persist through `sink`; `snapshot_at_start` as ZooKeeper does
+/// after loading, unless the newest snapshot already is the whole state.
+fn persistence(config: &Config, layout: &Layout, sink: TxnSink, snapshot_at_start: bool, now: Now) -> Persistence {
+    Persistence {
+        writer: sink,
         snapshot_dir: layout.snapshot_dir.clone(),
         snap_count: u64::from(config.snap_count.max(2)),
         snap_retain_count: config.autopurge_snap_retain_count.max(3) as usize,
         purge_interval: (config.autopurge_purge_interval_hours > 0)
             .then(|| Duration::from_secs(u64::from(config.autopurge_purge_interval_hours) * 3600)),
         seed: now.wall_ms as u64 ^ u64::from(std::process::id()),
-        // As ZooKeeper does after loading, unless the newest snapshot already is the whole state.
-        snapshot_at_start: restored.snapshot_zxid != Some(restored.last_zxid),
+        snapshot_at_start,
         fsync_warning_threshold_ms: config.fsync_warning_threshold_ms.min(i64::MAX as u64) as i64,
-    };
-    let mut admin = AdminState::new(config.clone());
-    admin.started_mono_ms = now.mono_ms;
-    admin.started_wall_ms = now.wall_ms;
-    admin.last_snapshot = restored.snapshot_zxid.zip(snapshot_modified_secs);
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let limit = config.global_outstanding_limit.max(1) as usize;
-    let (events_tx, events_rx) = mpsc::channel(limit);
-    let container_interval = Duration::from_millis(config.container_check_interval_ms as u64);
-    let core_task = tokio::spawn(run_core(
-        core,
-        admin,
-        events_rx,
-        clock,
-        container_interval,
-        limit,
-        Some(persistence),
-        shutdown_rx.clone(),
-    ));
-    // ---- observability endpoints (admin::http) ----
-    let http_tasks = crate::admin::http::spawn_endpoints(&config, &events_tx, &shutdown_rx)
-        .await
-        .map_err(|(address, source)| NodeError::Bind { address, source })?;
-    let listener_task = tokio::spawn(run_listener(listener, events_tx, conn_limits(&config), shutdown_rx));
-    // Listen for signals before announcing that the server serves: a SIGTERM sent by whoever
-    // waits for that line must stop the server cleanly, not kill it with the default action.
-    let signals = Signals::new();
-    info!(address = %local, data_dir = %config.data_dir.display(), "ferrokeeper {} serving clients (standalone)", env!("CARGO_PKG_VERSION"));
-    signals.wait().await;
-    info!("shutting down");
-    let _ = shutdown_tx.send(true);
-    let _ = listener_task.await;
-    for task in http_tasks {
-        let _ = task.await;
     }
-    if let Ok(Some(persistence)) = core_task.await {
-        // Let the log writer finish what it was handed, then close RocksDB.
-        let _ = tokio::task::spawn_blocking(move || persistence.writer.stop()).await;
+}
+
+/// The client-facing tasks of a serving server: the core task, the client listener and the
+/// HTTP endpoints. A quorum member runs them only while it leads or follows.
+struct Serving {
+    local: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    core_task: tokio::task::JoinHandle<Option<Persistence>>,
+    listener_task: tokio::task::JoinHandle<()>,
+    http_tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Serving {
+    /// Binds the client port and the HTTP endpoints and starts the tasks.
+    async fn start(
+        config: &Config,
+        mut core: Core,
+        mut admin: AdminState,
+        persistence: Persistence,
+        zab: Option<ZabLink>,
+        clock: Clock,
+        started: std::time::Instant,
+    ) -> Result<Serving, NodeError> {
+        let address = client_address(config);
+        let listener =
+            bind_client_port(&address).await.map_err(|source| NodeError::Bind { address: address.clone(), source })?;
+        let local: SocketAddr = listener.local_addr().map_err(|source| NodeError::Bind { address: address.clone(), source })?;
+        let now = clock.now();
+        core.slow_request_threshold_ms = config.slow_request_threshold_ms.min(i64::MAX as u64) as i64;
+        core.metrics.observe(crate::server::metrics::ids::DBINITTIME, started.elapsed().as_millis() as i64);
+        admin.started_mono_ms = now.mono_ms;
+        admin.started_wall_ms = now.wall_ms;
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let limit = config.global_outstanding_limit.max(1) as usize;
+        let (events_tx, events_rx) = mpsc::channel(limit);
+        let container_interval = Duration::from_millis(config.container_check_interval_ms as u64);
+        let core_task = tokio::spawn(run_core(
+            core,
+            admin,
+            events_rx,
+            clock,
+            container_interval,
+            limit,
+            Some(persistence),
+            zab,
+            shutdown_rx.clone(),
+        ));
+        // ---- observability endpoints (admin::http) ----
+        let http_tasks = match crate::admin::http::spawn_endpoints(config, &events_tx, &shutdown_rx).await {
+            Ok(tasks) => tasks,
+            Err((address, source)) => {
+                let _ = shutdown.send(true);
+                let _ = core_task.await;
+                return Err(NodeError::Bind { address, source });
+            }
+        };
+        let listener_task = tokio::spawn(run_listener(listener, events_tx, conn_limits(config), shutdown_rx));
+        Ok(Serving { local, shutdown, core_task, listener_task, http_tasks })
     }
-    info!("stopped");
-    Ok(())
+
+    /// Stops accepting, closes every client connection and stops the core task (after its
+    /// shutdown snapshot); returns what it persisted through.
+    async fn stop(self) -> Option<Persistence> {
+        let _ = self.shutdown.send(true);
+        let _ = self.listener_task.await;
+        for task in self.http_tasks {
+            let _ = task.await;
+        }
+        self.core_task.await.ok().flatten()
+    }
 }
 
 /// A file's modification time in seconds since the epoch.

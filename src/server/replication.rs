@@ -1,0 +1,233 @@
+//! What the request pipeline's task (`net::run_core`) exchanges with the threads that replicate
+//! (`zab::leading`, `zab::follower`, wired by `node::quorum`): where its txns go to become
+//! durable (`TxnSink`), what those threads tell it (`ZabEvent`), and where a follower's
+//! forwarded requests and a leader's answers go (`Upstream`).
+//!
+//! Owns: the channels' ends and the encoding of the two packets a follower's pipeline sends its
+//! leader (REQUEST, REVALIDATE). Must not touch: the tree (the core task's) or the sockets (the
+//! threads').
+//!
+//! Bounds: `ZabEvent`s travel in a bounded channel the core task always drains; the leader's
+//! inputs are bounded by `zab::leading::INPUTS_MAX`, and the core task never blocks on them (a
+//! forwarding thread does, see `LeaderInbox`); the follower's packets by
+//! `zab::follower::OUTGOING_MAX`.
+
+use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::{oneshot, watch};
+use tracing::warn;
+
+use crate::jute::Encode;
+use crate::proto::quorum::{packet_type, QuorumPacket, RequestHead};
+use crate::proto::txn::Txn;
+use crate::server::core::Forward;
+use crate::storage::txn_log::TxnLog;
+use crate::storage::{Durability, LogWriter};
+use crate::zab::leader::LearnerId;
+use crate::zab::leading::LeaderInput;
+
+/// `ZabEvent`s queued for the core task.
+pub const ZAB_EVENTS_MAX: usize = 4_096;
+
+/// Where the pipeline's txns become durable.
+pub enum TxnSink {
+    /// This server's own log (standalone): durable once synced.
+    Log(LogWriter),
+    /// A leader's proposals: durable once a quorum acked them (the leading thread reports the
+    /// commits through `durability`).
+    Leader {
+        /// Proposals to the leading thread.
+        inbox: LeaderInbox,
+        /// Commits, as `durable_zxid`, and the leader's own log syncs.
+        durability: watch::Receiver<Durability>,
+        /// The log, for autopurge.
+        log: Arc<TxnLog>,
+    },
+    /// A follower's pipeline makes no txns of its own; its log syncs are reported for the metrics.
+    Follower {
+        /// The follower's own log syncs.
+        durability: watch::Receiver<Durability>,
+        /// The log, for autopurge.
+        log: Arc<TxnLog>,
+    },
+}
+
+impl TxnSink {
+    /// Hands over txns prepped under failure count `generation`.
+    pub fn submit(&self, generation: u64, txns: Vec<Txn>) {
+        match self {
+            TxnSink::Log(writer) => writer.submit(generation, txns),
+            TxnSink::Leader { inbox, .. } => {
+                for txn in txns {
+                    inbox.send(LeaderInput::Propose(Box::new(txn)));
+                }
+            }
+            TxnSink::Follower { .. } => {
+                warn!(txns = txns.len(), "a follower's pipeline prepped txns of its own; dropped");
+            }
+        }
+    }
+
+    /// Drops log entries up to `zxid` (a snapshot made them unnecessary).
+    pub fn purge_through(&self, zxid: i64) {
+        match self {
+            TxnSink::Log(writer) => writer.purge_through(zxid),
+            TxnSink::Leader { log, .. } | TxnSink::Follower { log, .. } => {
+                if let Err(e) = log.purge_through(zxid) {
+                    warn!("cannot purge the log through {zxid:#x}: {e}");
+                }
+            }
+        }
+    }
+
+    /// Durability updates.
+    pub fn durability(&self) -> watch::Receiver<Durability> {
+        match self {
+            TxnSink::Log(writer) => writer.durability(),
+            TxnSink::Leader { durability, .. } | TxnSink::Follower { durability, .. } => durability.clone(),
+        }
+    }
+
+    /// Stops the log writer, if this sink has one, after what it was handed is written.
+    pub fn stop(self) {
+        if let TxnSink::Log(writer) = self {
+            writer.stop();
+        }
+    }
+}
+
+/// The core task's way into the leading thread's inputs. The core task must never wait on that
+/// bounded queue (the leading thread waits on the core task for snapshots), so a forwarding
+/// thread does the waiting; what it holds is bounded by the pipeline's outstanding requests.
+#[derive(Clone)]
+pub struct LeaderInbox {
+    tx: std::sync::mpsc::Sender<LeaderInput>,
+}
+
+impl LeaderInbox {
+    /// Starts the forwarding thread into `inputs`; it ends when every inbox is dropped or the
+    /// leading thread has stopped taking inputs.
+    pub fn start(inputs: SyncSender<LeaderInput>) -> LeaderInbox {
+        let (tx, rx) = std::sync::mpsc::channel::<LeaderInput>();
+        std::thread::spawn(move || {
+            for input in rx {
+                if inputs.send(input).is_err() {
+                    return;
+                }
+            }
+        });
+        LeaderInbox { tx }
+    }
+
+    /// Queues an input for the leading thread (dropped once it has stopped).
+    pub fn send(&self, input: LeaderInput) {
+        let _ = self.tx.send(input);
+    }
+}
+
+/// What the replication threads tell the core task.
+#[derive(Debug)]
+pub enum ZabEvent {
+    /// Follower: the leader committed this txn.
+    Committed(Box<Txn>),
+    /// Follower: the leader answered the oldest forwarded sync.
+    SyncDone,
+    /// Follower: the leader's answer to a REVALIDATE.
+    Revalidated {
+        /// The session.
+        session_id: i64,
+        /// Whether it may reconnect here.
+        valid: bool,
+    },
+    /// Leader: a learner forwarded this client request.
+    Request(Forward),
+    /// Leader: sessions a learner's clients keep alive.
+    Touch(Vec<(i64, i32)>),
+    /// Leader: a learner asks whether a session may reconnect through it.
+    Revalidate {
+        /// The learner.
+        learner: LearnerId,
+        /// The session.
+        session_id: i64,
+    },
+    /// Leader: the SNAP stream of the tree as of `zxid` (the last commit, which the core task
+    /// applies first if it has not yet), for a learner's sync.
+    Snapshot {
+        /// The zxid the stream must be as of.
+        zxid: i64,
+        /// The stream, or why it could not be made.
+        reply: oneshot::Sender<Result<Bytes, String>>,
+    },
+}
+
+/// Where the pipeline's messages for the rest of the ensemble go.
+#[derive(Clone)]
+pub enum Upstream {
+    /// A leader's answers to its learners (REVALIDATE).
+    Leader(LeaderInbox),
+    /// A follower's packets to its leader (REQUEST, REVALIDATE).
+    Follower(SyncSender<Bytes>),
+}
+
+/// The core task's side of the replication: events in, messages out, and the local sessions
+/// a follower reports in its pings.
+pub struct ZabLink {
+    /// Events from the replication threads.
+    pub events: tokio::sync::mpsc::Receiver<ZabEvent>,
+    /// Where messages go.
+    pub upstream: Upstream,
+    /// Sessions with a connection here, refreshed every tick (a follower's ping reply).
+    pub local_sessions: Arc<Mutex<Vec<(i64, i32)>>>,
+}
+
+impl Upstream {
+    /// Follower: sends a client's request to the leader (`Learner.request`: REQUEST with zxid
+    /// -1, data = session, cxid, type, record, and the connection's auth ids).
+    pub fn forward(&self, request: Forward) {
+        let Forward { session_id, cxid, op, record, authinfo } = request;
+        let mut data = BytesMut::with_capacity(RequestHead::LEN + record.len());
+        RequestHead { session_id, cxid, op }.encode(&mut data);
+        data.extend_from_slice(&record);
+        let packet = QuorumPacket {
+            packet_type: packet_type::REQUEST,
+            zxid: -1,
+            data: Some(data.freeze()),
+            authinfo: Some(authinfo),
+        };
+        self.to_leader(&packet);
+    }
+
+    /// Follower: asks the leader whether a reconnecting session is valid (`Learner.validateSession`).
+    pub fn revalidate(&self, session_id: i64, timeout_ms: i32) {
+        let mut data = BytesMut::with_capacity(12);
+        data.extend_from_slice(&session_id.to_be_bytes());
+        data.extend_from_slice(&timeout_ms.to_be_bytes());
+        self.to_leader(&QuorumPacket::with_data(packet_type::REVALIDATE, -1, data.freeze()));
+    }
+
+    /// Leader: answers a learner's REVALIDATE.
+    pub fn revalidated(&self, learner: LearnerId, session_id: i64, valid: bool) {
+        match self {
+            Upstream::Leader(inbox) => inbox.send(LeaderInput::Revalidated { learner, session_id, valid }),
+            Upstream::Follower(_) => warn!("a REVALIDATE answer on a follower; dropped"),
+        }
+    }
+
+    fn to_leader(&self, packet: &QuorumPacket) {
+        let Upstream::Follower(queue) = self else {
+            warn!(packet = packet_type::name(packet.packet_type), "a leader's pipeline has no leader to send to; dropped");
+            return;
+        };
+        let mut out = BytesMut::with_capacity(packet.encoded_len());
+        packet.encode(&mut out);
+        match queue.try_send(out.freeze()) {
+            Ok(()) => {}
+            // The client's request then gets no answer; its session times out or it reconnects.
+            Err(TrySendError::Full(_)) => warn!("the queue to the leader is full; a client request is dropped"),
+            // Following has ended; this pipeline is about to stop.
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+}

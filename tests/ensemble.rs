@@ -1,0 +1,152 @@
+//! Ensembles of the `ferrokeeper` binary as operators run them, from `zoo.cfg` files with
+//! `server.N` lines and `myid`: three ferrokeeper servers that elect a leader, forward writes,
+//! replicate them and survive the loss of the leader; and mixed ensembles in which ferrokeeper
+//! leads real Apache ZooKeeper 3.8 followers or follows a ZooKeeper leader, each serving clients.
+
+use std::time::Duration;
+
+mod common;
+use common::{four_letter, mode, wait_until, zxid, Client, Ferrokeeper, ZooKeeper};
+
+/// Waits until every server in `sids` serves, one as leader, and returns the leader's sid.
+fn leader_among(net: u8, sids: &[i64], within: Duration) -> i64 {
+    let mut leader = 0;
+    wait_until(&format!("one leader and the rest followers among {sids:?}"), within, || {
+        let modes: Vec<Option<String>> = sids.iter().map(|&sid| mode(net, sid)).collect();
+        let leaders: Vec<i64> =
+            sids.iter().zip(&modes).filter(|(_, m)| m.as_deref() == Some("leader")).map(|(&s, _)| s).collect();
+        let followers = modes.iter().filter(|m| m.as_deref() == Some("follower")).count();
+        if leaders.len() == 1 && followers == sids.len() - 1 {
+            leader = leaders[0];
+            true
+        } else {
+            false
+        }
+    });
+    leader
+}
+
+/// Waits until every server in `sids` has applied the leader's last zxid.
+fn caught_up(net: u8, sids: &[i64], leader: i64) {
+    let target = zxid(net, leader).expect("the leader answers srvr");
+    for &sid in sids {
+        wait_until(&format!("server {sid} applied {target:#x}"), Duration::from_secs(10), || {
+            zxid(net, sid).is_some_and(|z| z >= target)
+        });
+    }
+}
+
+fn data(net: u8, sid: i64, path: &str) -> Option<Vec<u8>> {
+    Client::connect(net, sid).get_data(path)
+}
+
+fn mntr_value(net: u8, sid: i64, key: &str) -> Option<String> {
+    four_letter(net, sid, "mntr")
+        .lines()
+        .find_map(|line| line.strip_prefix(&format!("{key}\t")).map(str::to_string))
+}
+
+#[test]
+fn three_ferrokeeper_servers_replicate_writes_and_survive_losing_the_leader() {
+    const NET: u8 = 46;
+    let mut servers: Vec<Ferrokeeper> = (1..=3).map(|sid| Ferrokeeper::start(NET, sid, 3, "")).collect();
+    let all = [1, 2, 3];
+    let leader = leader_among(NET, &all, Duration::from_secs(60));
+    // Fresh servers all have zxid 0, so the largest sid wins, as in ZooKeeper.
+    assert_eq!(leader, 3, "{}", servers[2].log());
+    let followers: Vec<i64> = all.iter().copied().filter(|&s| s != leader).collect();
+    assert!(servers[2].log().contains("LEADING - LEADER ELECTION TOOK"), "{}", servers[2].log());
+    assert_eq!(mntr_value(NET, leader, "zk_server_state").as_deref(), Some("leader"));
+
+    // A write through a follower is forwarded to the leader, committed, and read everywhere.
+    let mut client = Client::connect(NET, followers[0]);
+    assert_eq!(client.create("/via-follower", b"forwarded"), 0);
+    assert_eq!(client.get_data("/via-follower").as_deref(), Some(&b"forwarded"[..]), "read-your-writes on the follower");
+    assert_eq!(client.create("/via-follower", b"again"), -110, "NodeExists comes back from the leader's prep");
+    let mut on_leader = Client::connect(NET, leader);
+    assert_eq!(on_leader.set_data("/via-follower", b"changed on the leader"), 0);
+    // A sync makes the other follower catch up before its read.
+    let mut other = Client::connect(NET, followers[1]);
+    assert_eq!(other.sync("/via-follower"), 0);
+    assert_eq!(other.get_data("/via-follower").as_deref(), Some(&b"changed on the leader"[..]));
+    // An ephemeral node lives as long as its session, which lives on a follower.
+    assert_eq!(client.create_with_flags("/ephemeral", b"", 1), 0);
+    caught_up(NET, &all, leader);
+    for &sid in &all {
+        assert_eq!(data(NET, sid, "/via-follower").as_deref(), Some(&b"changed on the leader"[..]), "server {sid}");
+        assert!(data(NET, sid, "/ephemeral").is_some(), "server {sid}");
+    }
+
+    // The leader dies (SIGKILL): the other two elect one of themselves and keep every write.
+    servers[leader as usize - 1].kill();
+    let new_leader = leader_among(NET, &followers, Duration::from_secs(60));
+    // The session on the surviving follower was kept alive by its pings; its ephemeral stays.
+    for &sid in &followers {
+        assert_eq!(data(NET, sid, "/via-follower").as_deref(), Some(&b"changed on the leader"[..]), "server {sid}");
+    }
+    let survivor = followers.iter().copied().find(|&s| s != new_leader).unwrap();
+    let mut after = Client::connect(NET, survivor);
+    assert_eq!(after.create("/after-failover", b"new epoch"), 0);
+
+    // The old leader comes back as a follower and catches up on what it missed.
+    servers[leader as usize - 1].restart();
+    assert_eq!(leader_among(NET, &all, Duration::from_secs(60)), new_leader);
+    caught_up(NET, &all, new_leader);
+    assert_eq!(data(NET, leader, "/after-failover").as_deref(), Some(&b"new epoch"[..]), "{}", servers[leader as usize - 1].log());
+    assert!(zxid(NET, leader).unwrap() >> 32 >= 2, "the write is in a later epoch");
+    drop(client);
+}
+
+#[test]
+fn zookeeper_followers_serve_clients_of_a_ferrokeeper_leader() {
+    const NET: u8 = 48;
+    let one = ZooKeeper::start(NET, 1, 3, "");
+    let two = ZooKeeper::start(NET, 2, 3, "");
+    let fk = Ferrokeeper::start(NET, 3, 3, "");
+    let leader = leader_among(NET, &[1, 2, 3], Duration::from_secs(90));
+    assert_eq!(leader, 3, "{}\n{}", fk.log(), one.log());
+    // Global sessions and writes from ZooKeeper's followers go to ferrokeeper's pipeline.
+    let mut on_zk = Client::connect(NET, 1);
+    assert_eq!(on_zk.create("/from-zookeeper-client", b"via a ZooKeeper follower"), 0, "{}", fk.log());
+    assert_eq!(on_zk.create_with_flags("/zk-ephemeral", b"", 1), 0);
+    let mut on_fk = Client::connect(NET, 3);
+    assert_eq!(on_fk.create("/from-ferrokeeper-client", b"on the leader"), 0);
+    caught_up(NET, &[1, 2, 3], 3);
+    for sid in 1..=3 {
+        assert_eq!(data(NET, sid, "/from-zookeeper-client").as_deref(), Some(&b"via a ZooKeeper follower"[..]), "server {sid}");
+        assert_eq!(data(NET, sid, "/from-ferrokeeper-client").as_deref(), Some(&b"on the leader"[..]), "server {sid}");
+        assert!(data(NET, sid, "/zk-ephemeral").is_some(), "server {sid}");
+    }
+    assert_eq!(mntr_value(NET, 3, "zk_synced_followers").as_deref(), Some("2"), "{}", four_letter(NET, 3, "mntr"));
+    // Closing the session removes its ephemeral everywhere.
+    on_zk.close();
+    caught_up(NET, &[1, 2, 3], 3);
+    for sid in 1..=3 {
+        assert!(data(NET, sid, "/zk-ephemeral").is_none(), "server {sid}");
+    }
+    drop(two);
+}
+
+#[test]
+fn ferrokeeper_follows_a_zookeeper_leader_and_serves_its_clients() {
+    const NET: u8 = 49;
+    let fk = Ferrokeeper::start(NET, 1, 3, "");
+    let two = ZooKeeper::start(NET, 2, 3, "");
+    let three = ZooKeeper::start(NET, 3, 3, "");
+    let leader = leader_among(NET, &[1, 2, 3], Duration::from_secs(90));
+    assert_eq!(leader, 3, "{}\n{}", fk.log(), three.log());
+    let mut on_fk = Client::connect(NET, 1);
+    assert_eq!(on_fk.create("/from-ferrokeeper-follower", b"forwarded to ZooKeeper"), 0, "{}", fk.log());
+    assert_eq!(on_fk.get_data("/from-ferrokeeper-follower").as_deref(), Some(&b"forwarded to ZooKeeper"[..]));
+    let mut on_zk = Client::connect(NET, 3);
+    assert_eq!(on_zk.create("/from-zookeeper-leader", b"proposed by ZooKeeper"), 0);
+    assert_eq!(on_fk.sync("/"), 0);
+    assert_eq!(on_fk.get_data("/from-zookeeper-leader").as_deref(), Some(&b"proposed by ZooKeeper"[..]));
+    caught_up(NET, &[1, 2, 3], 3);
+    for sid in 1..=3 {
+        assert_eq!(data(NET, sid, "/from-ferrokeeper-follower").as_deref(), Some(&b"forwarded to ZooKeeper"[..]), "server {sid}");
+    }
+    // ZooKeeper's leader counts ferrokeeper among its synced followers.
+    assert_eq!(mntr_value(NET, 3, "zk_synced_followers").as_deref(), Some("2"));
+    drop(two);
+}
