@@ -8,6 +8,7 @@ use serde_json::{json, Map, Value};
 
 use crate::admin::four_letter::{
     avg_latency, dir_sizes, environment_entries, java_double_4, sorted_conns, version_dir, version_string, AdminState,
+    MemberView,
 };
 use crate::admin::monitor::{MonitorSnapshot, MonitorValue};
 use crate::server::core::{Conn, Core, Now};
@@ -42,6 +43,29 @@ pub fn answer(query: AdminQuery, core: &mut Core, admin: &mut AdminState, now: N
         AdminQuery::Command { name, args } => AdminAnswer::Command(run(&name, &args, true, core, admin, now)),
         AdminQuery::Metrics => AdminAnswer::Metrics(MonitorSnapshot::take(core, admin, now, false)),
     }
+}
+
+/// The host of a `host:port` (an IPv6 host in brackets stays in them).
+fn host_of(address: &str) -> &str {
+    address.rsplit_once(':').map_or(address, |(host, _)| host)
+}
+
+/// A `MultipleAddresses` as ZooKeeper's AdminServer serialises it (its bean getters), for one
+/// `host:port`.
+fn addresses_json(address: &str) -> Value {
+    let port: u16 = address.rsplit_once(':').and_then(|(_, p)| p.parse().ok()).unwrap_or(0);
+    json!({
+        "empty": address.is_empty(),
+        "all_addresses": [address],
+        "all_reachable_addresses": [address],
+        "one": address,
+        "reachable_address": address,
+        "wildcard_addresses": [format!("0.0.0.0:{port}")],
+        "all_ports": [port],
+        "all_host_strings": [host_of(address)],
+        "all_reachable_addresses_or_all": [address],
+        "reachable_or_one": address,
+    })
 }
 
 /// What a command needs from the server.
@@ -185,7 +209,19 @@ pub fn run(
             r.insert("zxid".into(), json!(format!("{:x}", zxid as u64)));
             r.insert("timestamp".into(), json!(timestamp));
         }
-        "leader" => error = Some("server is not initialized".to_string()),
+        "leader" => match &admin.quorum {
+            Some(q) => {
+                let leader_ip = q
+                    .members
+                    .iter()
+                    .find(|m| m.sid == q.leader_sid)
+                    .map_or(String::new(), |m| host_of(&m.quorum_address).to_string());
+                r.insert("is_leader".into(), json!(q.leader.is_some()));
+                r.insert("leader_id".into(), json!(q.leader_sid));
+                r.insert("leader_ip".into(), json!(leader_ip));
+            }
+            None => error = Some("server is not initialized".to_string()),
+        },
         "monitor" => {
             let snapshot = MonitorSnapshot::take(core, admin, now, false);
             for (key, value) in snapshot.entries(admin.prometheus_enabled()) {
@@ -222,7 +258,19 @@ pub fn run(
         }
         "system_properties" => system_properties(&mut r, admin),
         "voting_view" => {
-            r.insert("current_config".into(), json!({}));
+            let mut view = Map::new();
+            for m in admin.quorum.iter().flat_map(|q| &q.members) {
+                view.insert(
+                    m.sid.to_string(),
+                    json!({
+                        "server_addresses": [m.quorum_address],
+                        "election_addresses": [m.election_address],
+                        "client_address": m.client_address,
+                        "learner_type": m.learner_type,
+                    }),
+                );
+            }
+            r.insert("current_config".into(), Value::Object(view));
         }
         "watch_summary" => {
             let (connections, paths, watches) = core.watches.data_summary();
@@ -249,10 +297,27 @@ pub fn run(
             }
             r.insert("path_to_session_ids".into(), Value::Object(by_path));
         }
-        "zabstate" => {
-            r.insert("voting".into(), json!(false));
-            r.insert("zabstate".into(), json!(""));
-        }
+        "zabstate" => match &admin.quorum {
+            Some(q) => {
+                let me = q.members.iter().find(|m| m.sid == q.my_sid);
+                let address = |pick: fn(&MemberView) -> &String| me.map_or(String::new(), |m| pick(m).clone());
+                let zxid = core.last_processed_zxid();
+                r.insert("myid".into(), json!(q.my_sid));
+                r.insert("is_leader".into(), json!(q.leader.is_some()));
+                r.insert("quorum_address".into(), addresses_json(&address(|m| &m.quorum_address)));
+                r.insert("election_address".into(), addresses_json(&address(|m| &m.election_address)));
+                r.insert("client_address".into(), json!(address(|m| &m.client_address)));
+                r.insert("voting".into(), json!(true));
+                r.insert("last_zxid".into(), json!(format!("0x{zxid:x}")));
+                r.insert("zab_epoch".into(), json!(zxid >> 32));
+                r.insert("zab_counter".into(), json!(zxid & 0xffff_ffff));
+                r.insert("zabstate".into(), json!("broadcast"));
+            }
+            None => {
+                r.insert("voting".into(), json!(false));
+                r.insert("zabstate".into(), json!(""));
+            }
+        },
         other => unreachable!("command {other} in the table but not handled"),
     }
     if let Some(message) = error {

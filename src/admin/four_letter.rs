@@ -31,6 +31,57 @@ pub struct AdminState {
     pub last_snapshot: Option<(i64, i64)>,
     /// `standalone`, `leader` or `follower` (srvr's Mode, mntr's server_state).
     pub server_state: &'static str,
+    /// What a quorum member shows about its ensemble; `None` when standalone.
+    pub quorum: Option<QuorumInfo>,
+}
+
+/// A quorum member's view of its ensemble, for `srvr`, `mntr` and the admin commands.
+#[derive(Debug, Clone)]
+pub struct QuorumInfo {
+    /// This server's id.
+    pub my_sid: i64,
+    /// The leader's id.
+    pub leader_sid: i64,
+    /// The epoch of this role.
+    pub epoch: i64,
+    /// Voting members (`quorum_size`).
+    pub quorum_size: usize,
+    /// Every member: sid, quorum address, election address, client address ("" when unknown
+    /// here) and learner type, as `voting_view` lists them.
+    pub members: Vec<MemberView>,
+    /// On a leader, the leading thread's status (learners, synced followers, proposal sizes).
+    pub leader: Option<std::sync::Arc<std::sync::Mutex<crate::zab::leading::LeaderStatus>>>,
+}
+
+/// One member of the ensemble as the admin commands show it.
+#[derive(Debug, Clone)]
+pub struct MemberView {
+    /// Its id.
+    pub sid: i64,
+    /// `host:quorumPort`.
+    pub quorum_address: String,
+    /// `host:electionPort`.
+    pub election_address: String,
+    /// `host:clientPort`, or "" when this server does not know it.
+    pub client_address: String,
+    /// `participant` or `observer`.
+    pub learner_type: &'static str,
+}
+
+impl QuorumInfo {
+    /// `peer_state`: ZooKeeper's `getDetailedPeerState` once in broadcast.
+    pub fn peer_state(&self) -> &'static str {
+        if self.leader.is_some() {
+            "leading - broadcast"
+        } else {
+            "following - broadcast"
+        }
+    }
+
+    /// The leading thread's status, on a leader.
+    pub fn leader_status(&self) -> Option<crate::zab::leading::LeaderStatus> {
+        self.leader.as_ref().map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).clone())
+    }
 }
 
 impl AdminState {
@@ -43,6 +94,7 @@ impl AdminState {
             started_wall_ms: 0,
             last_snapshot: None,
             server_state: "standalone",
+            quorum: None,
         }
     }
 
@@ -213,7 +265,16 @@ fn server_stats(core: &Core, admin: &AdminState, stat_caller: Option<SocketAddr>
     let _ = writeln!(out, "Zxid: 0x{:x}", core.last_processed_zxid());
     let _ = writeln!(out, "Mode: {}", admin.server_state);
     let _ = writeln!(out, "Node count: {}", core.tree.node_count());
+    if let Some(status) = admin.quorum.as_ref().and_then(QuorumInfo::leader_status) {
+        let (last, min, max) = proposal_sizes(&status);
+        let _ = writeln!(out, "Proposal sizes last/min/max: {last}/{min}/{max}");
+    }
     out
+}
+
+/// A leader's proposal sizes, last / min / max, -1 each before the first (`BufferStats`).
+pub fn proposal_sizes(status: &crate::zab::leading::LeaderStatus) -> (i64, i64, i64) {
+    status.proposal_sizes.map_or((-1, -1, -1), |(last, min, max)| (last as i64, min as i64, max as i64))
 }
 
 pub(crate) fn version_dir(dir: &Path) -> PathBuf {

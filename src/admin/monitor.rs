@@ -13,7 +13,7 @@
 
 use std::fmt::Write;
 
-use crate::admin::four_letter::{java_double_4, AdminState};
+use crate::admin::four_letter::{java_double_4, proposal_sizes, AdminState, QuorumInfo};
 use crate::server::core::{Core, Now};
 use crate::server::metrics::{Summary, GAUGE_NAMES};
 
@@ -218,9 +218,38 @@ impl MonitorSnapshot {
         } else {
             st.total_latency_ms as f64 / st.latency_count as f64
         };
-        let mut values = Vec::with_capacity(COUNTER_NAMES.len() + 3);
-        for name in COUNTER_NAMES {
+        let mut values = Vec::with_capacity(COUNTER_NAMES.len() + 3 + QUORUM_GAUGE_NAMES.len());
+        let quorum = admin.quorum.as_ref();
+        let leader = quorum.and_then(QuorumInfo::leader_status);
+        let (last_proposal, min_proposal, max_proposal) = leader.as_ref().map_or((-1, -1, -1), proposal_sizes);
+        // A quorum member adds `peer_state` after `server_state` and its quorum gauges (a
+        // follower only `quorum_size`) among the others; ZooKeeper's order is its hash map's.
+        let quorum_names: &[&'static str] = match (quorum, &leader) {
+            (Some(_), Some(_)) => &QUORUM_GAUGE_NAMES,
+            (Some(_), None) => &["quorum_size"],
+            (None, _) => &[],
+        };
+        let names = COUNTER_NAMES.iter().copied().flat_map(|name| {
+            let after: &[&'static str] = match name {
+                "server_state" if quorum.is_some() => &["peer_state"],
+                "non_mtls_local_conn_count" => quorum_names,
+                _ => &[],
+            };
+            std::iter::once(name).chain(after.iter().copied())
+        });
+        for name in names {
             let value = match name {
+                "peer_state" => Text(quorum.map_or("", QuorumInfo::peer_state).into()),
+                "quorum_size" => Int(quorum.map_or(0, |q| q.quorum_size as i64)),
+                "learners" => Int(leader.as_ref().map_or(0, |l| l.learners as i64)),
+                "synced_followers" => Int(leader.as_ref().map_or(0, |l| l.synced_learners.len() as i64)),
+                "pending_syncs" => Int(leader.as_ref().map_or(0, |l| l.pending_syncs as i64)),
+                "leader_uptime" => Int(now.mono_ms - admin.started_mono_ms),
+                "last_proposal_size" => Int(last_proposal),
+                "min_proposal_size" => Int(min_proposal),
+                "max_proposal_size" => Int(max_proposal),
+                // No observers or non-voting followers yet.
+                "synced_non_voting_followers" | "synced_observers" => Int(0),
                 "version" => Text(crate::admin::four_letter::version_string()),
                 "server_state" => Text(admin.server_state.into()),
                 "ephemerals_count" => Int(core.tree.ephemeral_count() as i64),
@@ -306,10 +335,24 @@ impl MonitorSnapshot {
     }
 }
 
+/// The gauges a leader adds (`QuorumZooKeeperServer`, `LeaderZooKeeperServer.registerMetrics`).
+const QUORUM_GAUGE_NAMES: [&str; 10] = [
+    "learners",
+    "synced_followers",
+    "synced_non_voting_followers",
+    "synced_observers",
+    "pending_syncs",
+    "leader_uptime",
+    "last_proposal_size",
+    "min_proposal_size",
+    "max_proposal_size",
+    "quorum_size",
+];
+
 fn kind_of(name: &str) -> MetricKind {
-    if name == "version" || name == "server_state" {
+    if name == "version" || name == "server_state" || name == "peer_state" {
         MetricKind::MntrOnly
-    } else if GAUGE_NAMES.contains(&name) {
+    } else if GAUGE_NAMES.contains(&name) || QUORUM_GAUGE_NAMES.contains(&name) {
         MetricKind::Gauge
     } else {
         MetricKind::Counter

@@ -23,12 +23,13 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{info, warn};
 
 use super::{core_settings, create_data_dirs, persistence, NodeError, Serving, Signals};
-use crate::admin::four_letter::AdminState;
+use crate::admin::four_letter::{AdminState, MemberView, QuorumInfo};
 use crate::config::{Config, LearnerType, QuorumAddress};
 use crate::proto::election::ServerState;
 use crate::proto::quorum::RequestHead;
 use crate::proto::Id;
 use crate::server::core::{Core, Forward, Role};
+use crate::server::metrics::ids;
 use crate::server::net::Clock;
 use crate::server::replication::{LeaderInbox, TxnSink, Upstream, ZabEvent, ZabLink, ZAB_EVENTS_MAX};
 use crate::storage::replica::ReplicaStore;
@@ -122,9 +123,9 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
         };
         let looked = Instant::now();
         store = match outcome {
-            (ServerState::Leading, _) => member.lead(store, &election).await?,
-            (ServerState::Following, leader) => member.follow(store, &election, leader).await?,
-            (state, _) => {
+            (ServerState::Leading, _, took_ms) => member.lead(store, &election, took_ms).await?,
+            (ServerState::Following, leader, took_ms) => member.follow(store, &election, leader, took_ms).await?,
+            (state, _, _) => {
                 warn!(?state, "the election ended in a state this server does not run; looking again");
                 store
             }
@@ -210,7 +211,9 @@ struct HandOver {
 
 impl Participant<'_> {
     /// One election round; `None` once the server is stopping.
-    async fn look(&self, election: &mut ElectionHandle, store: &ReplicaStore) -> Result<Option<(ServerState, i64)>, NodeError> {
+    /// One election round: the state decided, the leader and how long it took (ms); `None`
+    /// once the server is stopping.
+    async fn look(&self, election: &mut ElectionHandle, store: &ReplicaStore) -> Result<Option<(ServerState, i64, u64)>, NodeError> {
         let last_logged_zxid = store.last_logged_zxid()?;
         let (_, current_epoch) = store.epochs()?;
         let previous = election.status.borrow_and_update().last_outcome;
@@ -235,7 +238,7 @@ impl Participant<'_> {
         };
         // ZooKeeper's line, which operators grep for.
         info!(leader = outcome.vote.leader, zxid = format_args!("{:#x}", outcome.vote.zxid), "{state} - LEADER ELECTION TOOK - {} MS", outcome.took_ms);
-        Ok(Some((outcome.state, outcome.vote.leader)))
+        Ok(Some((outcome.state, outcome.vote.leader, outcome.took_ms)))
     }
 
     fn core(&self, handed: HandOver, role: Role) -> Core {
@@ -246,14 +249,47 @@ impl Participant<'_> {
         core
     }
 
-    fn admin(&self, server_state: &'static str) -> AdminState {
+    fn admin(&self, server_state: &'static str, info: QuorumInfo) -> AdminState {
         let mut admin = AdminState::new(self.config.clone());
         admin.server_state = server_state;
+        admin.quorum = Some(info);
         admin.last_snapshot = crate::storage::snapshot::list(&self.layout.snapshot_dir)
             .into_iter()
             .next_back()
             .and_then(|(zxid, path)| super::modified_secs(&path).map(|secs| (zxid, secs)));
         admin
+    }
+
+    /// The ensemble as this member's admin commands show it while it serves under `leader_sid`.
+    fn quorum_info(&self, leader_sid: i64, epoch: i64, leader: Option<Arc<Mutex<LeaderStatus>>>) -> QuorumInfo {
+        let members = self
+            .config
+            .servers
+            .values()
+            .filter_map(|spec| {
+                let address = spec.addresses.first()?;
+                let client_address = match (&spec.client_address, spec.id == self.sid) {
+                    (Some(client), _) => client.to_string(),
+                    (None, true) => super::client_address(self.config),
+                    (None, false) => String::new(),
+                };
+                Some(MemberView {
+                    sid: spec.id as i64,
+                    quorum_address: host_port(&address.host, address.quorum_port),
+                    election_address: host_port(&address.host, address.election_port),
+                    client_address,
+                    learner_type: spec.learner_type.as_str(),
+                })
+            })
+            .collect();
+        QuorumInfo {
+            my_sid: self.sid as i64,
+            leader_sid,
+            epoch,
+            quorum_size: self.verifier.voters().count(),
+            members,
+            leader,
+        }
     }
 
     fn limits(&self) -> (u64, u64, Duration) {
@@ -268,7 +304,7 @@ impl Participant<'_> {
     }
 
     /// Leads until the role ends or the server stops; returns the store rebuilt from disk.
-    async fn lead(&self, store: ReplicaStore, election: &ElectionHandle) -> Result<ReplicaStore, NodeError> {
+    async fn lead(&self, store: ReplicaStore, election: &ElectionHandle, election_ms: u64) -> Result<ReplicaStore, NodeError> {
         let (init_ticks, sync_ticks, tick) = self.limits();
         let start = store.leader_start(self.sid as i64, self.verifier.clone(), init_ticks, sync_ticks)?;
         let listen_host = if self.config.quorum_listen_on_all_ips { "0.0.0.0" } else { self.me.host.as_str() };
@@ -280,6 +316,7 @@ impl Participant<'_> {
         let (sender, receiver) = inputs();
         let inbox = LeaderInbox::start(sender.clone());
         let status = Arc::new(Mutex::new(LeaderStatus::default()));
+        let shown_status = status.clone();
         let period = Period::new(store);
         let (mut replica, stop) = (period.replica, period.stop.clone());
         let thread_stop = stop.clone();
@@ -291,12 +328,23 @@ impl Participant<'_> {
         let sink = |durability| TxnSink::Leader { inbox: inbox.clone(), durability, log };
         let upstream = Upstream::Leader(inbox.clone());
         let channels = (period.handover, period.events, period.durability, period.local_sessions);
-        self.serve_period(channels, done, stop, election, "leader", sink, upstream, |core, epoch| core.start_epoch(epoch))
-            .await
+        let sid = self.sid as i64;
+        let info = move |epoch| self.quorum_info(sid, epoch, Some(shown_status));
+        self.serve_period(channels, done, stop, election, "leader", sink, upstream, info, move |core, epoch, _| {
+            core.metrics.observe(ids::ELECTION_TIME, election_ms as i64);
+            core.start_epoch(epoch)
+        })
+        .await
     }
 
     /// Follows `leader` until the role ends or the server stops; returns the store rebuilt from disk.
-    async fn follow(&self, store: ReplicaStore, election: &ElectionHandle, leader: i64) -> Result<ReplicaStore, NodeError> {
+    async fn follow(
+        &self,
+        store: ReplicaStore,
+        election: &ElectionHandle,
+        leader: i64,
+        election_ms: u64,
+    ) -> Result<ReplicaStore, NodeError> {
         let Some(address) = u64::try_from(leader).ok().and_then(|l| self.config.servers.get(&l)).and_then(|s| s.addresses.first()) else {
             warn!(leader, "the elected leader is not in the configuration; looking again");
             return Ok(store);
@@ -328,7 +376,12 @@ impl Participant<'_> {
         let sink = |durability| TxnSink::Follower { durability, log };
         let upstream = Upstream::Follower(queue);
         let channels = (period.handover, period.events, period.durability, period.local_sessions);
-        self.serve_period(channels, done, stop, election, "follower", sink, upstream, |_, _| {}).await
+        let info = move |epoch| self.quorum_info(leader, epoch, None);
+        self.serve_period(channels, done, stop, election, "follower", sink, upstream, info, move |core, _, synced_ms| {
+            core.metrics.observe(ids::ELECTION_TIME, election_ms as i64);
+            core.metrics.observe(ids::FOLLOWER_SYNC_TIME, synced_ms);
+        })
+        .await
     }
 
     /// Waits for the replication thread to hand the state over, serves clients from then on,
@@ -343,8 +396,10 @@ impl Participant<'_> {
         server_state: &'static str,
         sink: impl FnOnce(watch::Receiver<Durability>) -> TxnSink,
         upstream: Upstream,
-        prepare: impl FnOnce(&mut Core, i64),
+        info: impl FnOnce(i64) -> QuorumInfo,
+        prepare: impl FnOnce(&mut Core, i64, i64),
     ) -> Result<ReplicaStore, NodeError> {
+        let period_started = Instant::now();
         let mut stopping = self.stopping.clone();
         let role = if server_state == "follower" { Role::Follower } else { Role::Standalone };
         let mut serving = None;
@@ -356,12 +411,14 @@ impl Participant<'_> {
                     let _ = election.commands.send(Command::SetPeerEpoch(handed.epoch)).await;
                     let epoch = handed.epoch;
                     let mut core = self.core(handed, role);
-                    prepare(&mut core, epoch);
+                    let synced_ms = period_started.elapsed().as_millis() as i64;
+                    info!(epoch, synced_ms, "synced as {server_state}");
+                    prepare(&mut core, epoch, synced_ms);
                     let now = self.clock.now();
                     let persistence = persistence(self.config, self.layout, sink(durability), false, now);
                     let link = ZabLink { events, upstream, local_sessions };
                     let started = Instant::now();
-                    match Serving::start(self.config, core, self.admin(server_state), persistence, Some(link), self.clock, started).await {
+                    match Serving::start(self.config, core, self.admin(server_state, info(epoch)), persistence, Some(link), self.clock, started).await {
                         Ok(s) => {
                             info!(address = %s.local, epoch, "serving clients as {server_state}");
                             serving = Some(s);

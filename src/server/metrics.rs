@@ -488,6 +488,10 @@ pub mod ids {
     pub const FSYNCTIME: SummaryId = SummaryId::named("fsynctime");
     /// `updatelatency`.
     pub const UPDATELATENCY: SummaryId = SummaryId::named("updatelatency");
+    /// `election_time`: ms from looking to the decision, once per role.
+    pub const ELECTION_TIME: SummaryId = SummaryId::named("election_time");
+    /// `follower_sync_time`: ms a follower took from connecting to its leader to being synced.
+    pub const FOLLOWER_SYNC_TIME: SummaryId = SummaryId::named("follower_sync_time");
 }
 
 /// Everything the pipeline counts: one slot per name, indexed by `Counter` / `SummaryId`.
