@@ -40,6 +40,25 @@ fn data(net: u8, sid: i64, path: &str) -> Option<Vec<u8>> {
     Client::connect(net, sid).get_data(path)
 }
 
+/// `mntr`'s keys, without the labelled ones (per-namespace and per-learner summary sets), which
+/// depend on the znodes written and the learners connected.
+fn mntr_keys(net: u8, sid: i64) -> std::collections::BTreeSet<String> {
+    four_letter(net, sid, "mntr")
+        .lines()
+        .filter_map(|line| line.split('\t').next())
+        .filter(|key| !key.contains("per_namespace") && !key.contains("learner_handler_qp"))
+        .map(str::to_string)
+        .collect()
+}
+
+fn difference(ours: &std::collections::BTreeSet<String>, theirs: &std::collections::BTreeSet<String>) -> String {
+    format!(
+        "only ferrokeeper: {:?}\nonly ZooKeeper: {:?}",
+        ours.difference(theirs).collect::<Vec<_>>(),
+        theirs.difference(ours).collect::<Vec<_>>()
+    )
+}
+
 fn mntr_value(net: u8, sid: i64, key: &str) -> Option<String> {
     four_letter(net, sid, "mntr")
         .lines()
@@ -118,6 +137,20 @@ fn zookeeper_followers_serve_clients_of_a_ferrokeeper_leader() {
         assert!(data(NET, sid, "/zk-ephemeral").is_some(), "server {sid}");
     }
     assert_eq!(mntr_value(NET, 3, "zk_synced_followers").as_deref(), Some("2"), "{}", four_letter(NET, 3, "mntr"));
+    assert_eq!(mntr_value(NET, 3, "zk_learners").as_deref(), Some("2"));
+    assert_eq!(mntr_value(NET, 3, "zk_quorum_size").as_deref(), Some("3"));
+    assert_eq!(mntr_value(NET, 3, "zk_peer_state").as_deref(), Some("leading - broadcast"));
+    let sizes = mntr_value(NET, 3, "zk_max_proposal_size").unwrap().parse::<i64>().unwrap();
+    assert!(sizes > 0, "proposals were made");
+    assert!(four_letter(NET, 3, "srvr").contains("Proposal sizes last/min/max: "));
+    // The leader's mntr has the keys a ZooKeeper leader's has (captured from one).
+    let reference: std::collections::BTreeSet<String> = include_str!("data/mntr_keys_zookeeper_3.8.0_leader.txt")
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .map(str::to_string)
+        .collect();
+    let ours = mntr_keys(NET, 3);
+    assert_eq!(ours, reference, "{}", difference(&ours, &reference));
     // Closing the session removes its ephemeral everywhere.
     on_zk.close();
     caught_up(NET, &[1, 2, 3], 3);
@@ -148,5 +181,17 @@ fn ferrokeeper_follows_a_zookeeper_leader_and_serves_its_clients() {
     }
     // ZooKeeper's leader counts ferrokeeper among its synced followers.
     assert_eq!(mntr_value(NET, 3, "zk_synced_followers").as_deref(), Some("2"));
+    // A follower's mntr, srvr and /zookeeper/config look like ZooKeeper's follower's.
+    let (ours, theirs) = (mntr_keys(NET, 1), mntr_keys(NET, 2));
+    assert!(theirs.len() > 400, "ZooKeeper's follower answers mntr: {theirs:?}");
+    assert_eq!(mntr_value(NET, 1, "zk_server_state").as_deref(), Some("follower"));
+    assert_eq!(ours, theirs, "{}", difference(&ours, &theirs));
+    for key in ["zk_server_state", "zk_peer_state", "zk_quorum_size"] {
+        assert_eq!(mntr_value(NET, 1, key), mntr_value(NET, 2, key), "{key}");
+    }
+    let config = data(NET, 1, "/zookeeper/config").unwrap();
+    assert!(String::from_utf8_lossy(&config).starts_with("server.1=127.0.49.1:2888:3888:participant\n"));
+    assert_eq!(Some(config), data(NET, 2, "/zookeeper/config"));
+    assert!(mntr_value(NET, 1, "zk_cnt_election_time").is_some_and(|n| n == "1"));
     drop(two);
 }

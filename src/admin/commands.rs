@@ -500,6 +500,77 @@ mod tests {
         assert_eq!(r["command"], "watch_summary");
     }
 
+    /// A follower of leader 2 in the ensemble 1..=3 on 127.0.50.x, as the capture below had it.
+    fn quorum_member(admin: &mut AdminState) {
+        let members = (1..=3)
+            .map(|sid| MemberView {
+                sid,
+                quorum_address: format!("127.0.50.{sid}:2888"),
+                election_address: format!("127.0.50.{sid}:3888"),
+                client_address: if sid == 3 { "127.0.50.3:2181".into() } else { String::new() },
+                learner_type: "participant",
+            })
+            .collect();
+        admin.server_state = "follower";
+        admin.quorum = Some(crate::admin::four_letter::QuorumInfo {
+            my_sid: 3,
+            leader_sid: 2,
+            epoch: 1,
+            quorum_size: 3,
+            members,
+            leader: None,
+        });
+    }
+
+    // Shapes captured from a follower (sid 3) of a real ZooKeeper 3.8.0 ensemble's AdminServer.
+    #[test]
+    fn quorum_commands_are_shaped_as_a_zookeeper_followers() {
+        let (mut core, mut admin) = fixture();
+        quorum_member(&mut admin);
+        core.tree.last_processed_zxid = 0x1_0000_0000;
+        let r = run("leader", &[], true, &mut core, &mut admin, Now::default());
+        assert_eq!(keys(&r), ["is_leader", "leader_id", "leader_ip", "command", "error"]);
+        assert_eq!((&r["is_leader"], &r["leader_id"], &r["leader_ip"]), (&json!(false), &json!(2), &json!("127.0.50.2")));
+        let r = run("voting_view", &[], true, &mut core, &mut admin, Now::default());
+        assert_eq!(
+            r["current_config"]["3"],
+            json!({
+                "server_addresses": ["127.0.50.3:2888"],
+                "election_addresses": ["127.0.50.3:3888"],
+                "client_address": "127.0.50.3:2181",
+                "learner_type": "participant",
+            })
+        );
+        assert_eq!(r["current_config"]["1"]["client_address"], "");
+        let r = run("zabstate", &[], true, &mut core, &mut admin, Now::default());
+        assert_eq!(
+            keys(&r),
+            [
+                "myid", "is_leader", "quorum_address", "election_address", "client_address", "voting", "last_zxid",
+                "zab_epoch", "zab_counter", "zabstate", "command", "error"
+            ]
+        );
+        assert_eq!(
+            r["quorum_address"],
+            json!({
+                "empty": false,
+                "all_addresses": ["127.0.50.3:2888"],
+                "all_reachable_addresses": ["127.0.50.3:2888"],
+                "one": "127.0.50.3:2888",
+                "reachable_address": "127.0.50.3:2888",
+                "wildcard_addresses": ["0.0.0.0:2888"],
+                "all_ports": [2888],
+                "all_host_strings": ["127.0.50.3"],
+                "all_reachable_addresses_or_all": ["127.0.50.3:2888"],
+                "reachable_or_one": "127.0.50.3:2888",
+            })
+        );
+        assert_eq!((&r["last_zxid"], &r["zab_epoch"], &r["zab_counter"]), (&json!("0x100000000"), &json!(1), &json!(0)));
+        assert_eq!(r["zabstate"], "broadcast");
+        let r = run("monitor", &[], true, &mut core, &mut admin, Now::default());
+        assert_eq!((&r["server_state"], &r["peer_state"], &r["quorum_size"]), (&json!("follower"), &json!("following - broadcast"), &json!(3)));
+    }
+
     #[test]
     fn errors_set_by_a_command_come_first() {
         let (mut core, mut admin) = fixture();

@@ -246,6 +246,10 @@ impl Participant<'_> {
         // The server id is the top byte of the session ids this server makes.
         let mut core = Core::restored(core_settings(self.config, self.sid as u8), handed.tree, &handed.sessions, handed.zxid, None, now);
         core.set_role(role);
+        // As ZooKeeper's `QuorumPeer.initConfigInZKDatabase`: clients read the ensemble's
+        // configuration at /zookeeper/config (getConfig), version -1, mzxid 0.
+        let config = self.verifier.config_string();
+        let _ = core.tree.set_data("/zookeeper/config", Some(config.as_bytes()), -1, 0, now.wall_ms, &mut Vec::new());
         core
     }
 
