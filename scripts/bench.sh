@@ -14,9 +14,11 @@
 #
 # Outputs in $BENCH_OUT: results.jsonl (one JSON object per row), table.txt, bench.png.
 #
-# Adding a server kind (a 3-node ensemble, a failover run) is a start_<kind> function plus its
-# name in BENCH_SERVERS; the suite and the report pick it up. A kind with durable_<kind>=true gets
-# its data-dir and restart rows measured (both servers are durable now).
+# Adding a server kind is a start_<kind> function plus its name in BENCH_SERVERS; the suite and
+# the report pick it up. A kind with durable_<kind>=true gets its data-dir and restart rows
+# measured (both servers are durable now). Each kind in BENCH_ENSEMBLES also runs as a 3-server
+# ensemble on 127.0.<net>.1-3 (rows labelled <kind>-ensemble): request load through a follower,
+# then the failover (SIGKILL the leader, time to the first acknowledged write on a survivor).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -24,7 +26,9 @@ ROOT=$(pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/ferrokeeper-target}
 BENCH_DIR=${BENCH_DIR:-/tmp/ferrokeeper-bench}
 BENCH_OUT=${BENCH_OUT:-$ROOT/bench-results}
-BENCH_SERVERS=${BENCH_SERVERS:-"zookeeper ferrokeeper"}
+BENCH_SERVERS=${BENCH_SERVERS-"zookeeper ferrokeeper"}
+BENCH_ENSEMBLES=${BENCH_ENSEMBLES-"zookeeper ferrokeeper"}
+ENSEMBLE_WORKLOADS="create set-data get-data mixed"
 ZK_HEAP=${ZK_HEAP:-2g}
 # Ports PORT_BASE+10..PORT_BASE+22 on 127.0.0.1 (kind i uses +10i, +10i+1, +10i+2). 24100 keeps clear
 # of the 21850-23999 range other work on this machine uses.
@@ -78,6 +82,16 @@ start_zookeeper() { # <dir> <port>  (prints pid)
     java -Xmx"$ZK_HEAP" -cp "/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-simple.jar" \
         org.apache.zookeeper.server.ZooKeeperServerMain "$1/zoo.cfg" >> "$1/server.log" 2>&1 &
     echo $!
+}
+
+start_zookeeper_member() { # <dir>  (prints pid)
+    java -Xmx"$ZK_HEAP" -cp "/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-simple.jar" \
+        org.apache.zookeeper.server.quorum.QuorumPeerMain "$1/zoo.cfg" >> "$1/server.log" 2>&1 &
+    echo $!
+}
+
+start_ferrokeeper_member() { # <dir>  (prints pid)
+    start_ferrokeeper "$1" ""
 }
 
 start_ferrokeeper() { # <dir> <port>  (prints pid)
@@ -188,6 +202,75 @@ run_suite() { # <kind>
     fi
 }
 
+srvr_mode() { # <host> <port>
+    printf srvr | nc -q1 -w1 "$1" "$2" 2>/dev/null | sed -n 's/^Mode: //p'
+}
+
+# A 3-server ensemble of <kind> on 127.0.<net>.1-3 (client port ENSEMBLE_PORT, quorum 2888,
+# election 3888), the same zoo.cfg as the standalone rows plus the quorum lines (initLimit=10,
+# syncLimit=5, ZooKeeper's sample values). Request load goes through a follower, as most client
+# traffic does in an ensemble; then the leader is killed with SIGKILL and the time to the first
+# acknowledged write through a survivor is measured (new session, create).
+run_ensemble() { # <kind> <net>
+    local kind=$1 net=$2 label="$1-ensemble" w sid leader follower survivor
+    local port=$((PORT_BASE + 50)) pids=() dir
+    start_members() {
+        pids=()
+        for sid in 1 2 3; do
+            dir="$BENCH_DIR/$label/$sid"
+            rm -rf "$dir"; write_zoo_cfg "$dir" "$port"
+            sed -i "s/^clientPortAddress=.*/clientPortAddress=127.0.$net.$sid/" "$dir/zoo.cfg"
+            printf 'initLimit=10\nsyncLimit=5\n' >> "$dir/zoo.cfg"
+            for m in 1 2 3; do echo "server.$m=127.0.$net.$m:2888:3888" >> "$dir/zoo.cfg"; done
+            echo "$sid" > "$dir/data/myid"
+            pids+=("$("start_${kind}_member" "$dir")")
+        done
+        leader=""
+        for _ in $(seq 1 600); do
+            for sid in 1 2 3; do
+                [ "$(srvr_mode "127.0.$net.$sid" "$port")" = leader ] && leader=$sid
+            done
+            local serving=0
+            for sid in 1 2 3; do
+                case "$(srvr_mode "127.0.$net.$sid" "$port")" in leader|follower) serving=$((serving + 1)) ;; esac
+            done
+            [ -n "$leader" ] && [ "$serving" = 3 ] && break
+            leader=""
+            sleep 0.1
+        done
+        [ -n "$leader" ] || { log "$label did not form"; tail -20 "$BENCH_DIR/$label"/*/server.log >&2; exit 1; }
+        follower=$(( leader % 3 + 1 ))
+        survivor=$(( follower % 3 + 1 ))
+    }
+    stop_members() { local p; for p in "${pids[@]}"; do stop_pid "$p"; done; }
+    for w in $ENSEMBLE_WORKLOADS; do
+        start_members
+        log "$label: $w through follower $follower (leader $leader)"
+        ensemble_bench "$label" "127.0.$net.$follower:$port" "${pids[$((follower - 1))]}" load "$w" --mode throughput \
+            --sessions 32 --outstanding 1000 --warmup-secs "$WARMUP" --secs "$SECS"
+        ensemble_bench "$label" "127.0.$net.$follower:$port" "${pids[$((follower - 1))]}" load "$w" --mode latency \
+            --sessions 1 --outstanding 1 --warmup-secs "$WARMUP" --secs "$SECS"
+        stop_members
+    done
+    start_members
+    # Let every member settle into broadcast (a write through each) before the kill.
+    "$CARGO_TARGET_DIR/release/ferrokeeper-bench" --server "127.0.$net.$survivor:$port" first-write \
+        --since-epoch-ms 0 --path /bench-settled >/dev/null
+    local since_ms
+    since_ms=$(date +%s%3N)
+    kill -9 "${pids[$((leader - 1))]}"
+    log "$label: killed leader $leader; writing through $survivor"
+    ensemble_bench "$label" "127.0.$net.$survivor:$port" "${pids[$((survivor - 1))]}" first-write --since-epoch-ms "$since_ms"
+    stop_members
+}
+
+ensemble_bench() { # <label> <host:port> <pid> <args...>; durable as the standalone kind
+    local label=$1 server=$2 pid=$3
+    shift 3
+    "$CARGO_TARGET_DIR/release/ferrokeeper-bench" --server "$server" --label "$label" --server-pid "$pid" \
+        --durable true --json "$BENCH_OUT/results.jsonl" --source-ips 64 "$@"
+}
+
 main() {
     ensure_tools
     log "building ferrokeeper and ferrokeeper-bench (release)"
@@ -210,6 +293,12 @@ main() {
     for kind in $BENCH_SERVERS; do
         log "=== $kind"
         run_suite "$kind"
+    done
+    local net=90
+    for kind in $BENCH_ENSEMBLES; do
+        net=$((net + 1))
+        log "=== $kind ensemble"
+        run_ensemble "$kind" "$net"
     done
     {
         echo "date: $(date -u +%Y-%m-%dT%H:%MZ)  machine: $(nproc) cores $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(free -g | awk '/Mem:/{print $2}') GiB, kernel $(uname -r)"

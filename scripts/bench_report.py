@@ -15,6 +15,9 @@ WORKLOAD_ORDER = ["create", "setData", "getData", "exists", "getChildren", "mixe
 TARGETS = {"ops": 3.0, "p99": 3.0, "rss": 4.0, "restart": 5.0}
 
 
+ENSEMBLE = "-ensemble"
+
+
 def load(path):
     with open(path) as f:
         return [json.loads(line) for line in f if line.strip()]
@@ -48,9 +51,13 @@ def main(out_dir):
     servers = []
     for r in rows:
         # Rows about the machine itself ("_machine") are not a server to compare.
-        if not r["server"].startswith("_") and r["server"] not in servers:
+        if not r["server"].startswith("_") and not r["server"].endswith(ENSEMBLE) and r["server"] not in servers:
             servers.append(r["server"])
-    base = servers[0]
+    ensembles = []
+    for r in rows:
+        if r["server"].endswith(ENSEMBLE) and r["server"] not in ensembles:
+            ensembles.append(r["server"])
+    base = servers[0] if servers else ""
     index = {(r["server"], r["workload"], r["mode"]): r for r in rows}
 
     def get(server, workload, mode, key):
@@ -151,6 +158,34 @@ def main(out_dir):
                      "only writes them, one thread per core, read by the same watcher code (ferrokeeper-bench "
                      f"watch-floor): p50 {fmt_us(fan_floor['p50_us'])}, p99 {fmt_us(fan_floor['p99_us'])}; a server "
                      "can at best match it, so ZooKeeper's figure over it bounds the fan-out ratios")
+    if ensembles:
+        ebase, eothers = ensembles[0], ensembles[1:]
+        cols = ["workload", "mode"] + [f"{e} ops/s" for e in ensembles] + [f"x {o}" for o in eothers]
+        for e in ensembles:
+            cols += [f"{e} p50", f"{e} p99"]
+        cols += [f"p99 x {o}" for o in eothers]
+        body = []
+        for w in WORKLOAD_ORDER:
+            for mode in ("throughput", "latency"):
+                if all(index.get((e, w, mode)) is None for e in ensembles):
+                    continue
+                row = [w, "32 x 1,000" if mode == "throughput" else "1 x 1"]
+                row += [fmt_rate(get(e, w, mode, "ops_per_sec")) for e in ensembles]
+                row += [fmt_ratio(ratio(get(ebase, w, mode, "ops_per_sec"), get(o, w, mode, "ops_per_sec"), True))
+                        for o in eothers]
+                for e in ensembles:
+                    row += [fmt_us(get(e, w, mode, "p50_us")), fmt_us(get(e, w, mode, "p99_us"))]
+                row += [fmt_ratio(ratio(get(ebase, w, mode, "p99_us"), get(o, w, mode, "p99_us"), False))
+                        for o in eothers]
+                body.append(row)
+        fail = lambda e: get(e, "failover", "firstWrite", "failover_ms")
+        row = ["failover: leader SIGKILLed -> first write on a survivor", ""]
+        row += ["-" if fail(e) is None else f"{fail(e) / 1000:.2f}s" for e in ensembles]
+        row += [fmt_ratio(ratio(fail(ebase), fail(o), False)) for o in eothers]
+        row += ["", ""] * len(ensembles) + [""] * len(eothers)
+        body.append(row)
+        table("Ensembles of 3 on one machine (every member's fsync on the same disk; load through a follower)",
+              cols, body)
     other_cols = ["server", "server cpu cores", "client cpu cores", "other load (cores)"]
     other_body = []
     for s in servers:
@@ -173,6 +208,8 @@ def main(out_dir):
 
 
 def plot(rows, servers, out_dir, durability):
+    if not servers:
+        return
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -59,9 +59,12 @@ pub trait FollowerStore {
     fn revalidated(&mut self, session_id: i64, valid: bool);
 }
 
-/// Connection attempts to the leader, `CONNECT_RETRY` apart (ZooKeeper's 5 and 1 s).
-const CONNECT_ATTEMPTS: u32 = 5;
-const CONNECT_RETRY: Duration = Duration::from_secs(1);
+/// Connection attempts to the leader, `CONNECT_RETRY` apart: a newly elected leader opens its
+/// quorum port only once it has read its state, so the first attempts may be refused. ZooKeeper
+/// 3.8 retries every `leaderConnectDelayDuringRetryMs` (100 ms) until `initLimit` runs out;
+/// this allows 50 attempts (5 s).
+const CONNECT_ATTEMPTS: u32 = 50;
+const CONNECT_RETRY: Duration = Duration::from_millis(100);
 
 /// Packets queued for the leader, from the follower and from the request pipeline.
 pub const OUTGOING_MAX: usize = 16_384;

@@ -223,6 +223,9 @@ fn run_loop(
             Err(RecvTimeoutError::Disconnected) => return Err(LeadError::Stopped),
         }
         if let Some(zxid) = driver.unsynced.take() {
+            // The proposals go out before the leader's own sync, so the followers log them while
+            // it does (ZooKeeper's leader also sends first, then logs): one sync's time, not two.
+            driver.perform(store)?;
             store.sync()?;
             driver.leader.persisted_through(zxid);
         }

@@ -141,6 +141,19 @@ enum Command {
         #[arg(long)]
         writers: Option<usize>,
     },
+    /// Time from `since_epoch_ms` (when the script killed an ensemble's leader) to the first
+    /// acknowledged write through this server: a new session and a create of `path`.
+    FirstWrite {
+        /// Node to create (must not exist).
+        #[arg(long, default_value = "/bench-failover")]
+        path: String,
+        /// Wall-clock ms since the epoch when the leader was killed.
+        #[arg(long)]
+        since_epoch_ms: u64,
+        /// Give up after this long.
+        #[arg(long, default_value_t = 120.0)]
+        deadline_secs: f64,
+    },
     /// Time from `since_epoch_ms` (when the script started the server) to the first served read.
     FirstRead {
         /// Node to read.
@@ -213,6 +226,11 @@ async fn run(cli: &Cli) -> Result<Outcome, WireError> {
             since_epoch_ms,
             deadline_secs,
         } => run_first_read(cli, path, *since_epoch_ms, Duration::from_secs_f64(*deadline_secs)).await?,
+        Command::FirstWrite {
+            path,
+            since_epoch_ms,
+            deadline_secs,
+        } => run_first_write(cli, path, *since_epoch_ms, Duration::from_secs_f64(*deadline_secs)).await?,
     };
     outcome.server = cli.label.clone();
     outcome.durable = cli.durable;
@@ -987,6 +1005,41 @@ async fn run_watch_floor(watchers: usize, rounds: usize, writers: usize) -> Resu
     drop(go_txs);
     let per_event = event_delays(&join_watchers(tasks).await?, &starts);
     Ok(fanout_outcome("watchFloor", watchers, rounds, busy, fan_out, &per_event))
+}
+
+/// Per attempt: a session that cannot be created or a write that gets no answer within this is
+/// given up and tried again (a follower of a dead leader holds both until it notices).
+const FAILOVER_ATTEMPT: Duration = Duration::from_secs(2);
+
+async fn run_first_write(cli: &Cli, path: &str, since_epoch_ms: u64, deadline: Duration) -> Result<Outcome, WireError> {
+    let give_up = Instant::now() + deadline;
+    let mut attempts = 0u64;
+    loop {
+        attempts += 1;
+        if let Ok(mut session) = Session::connect(cli.server, None, FAILOVER_ATTEMPT).await {
+            let created = tokio::time::timeout(FAILOVER_ATTEMPT, session.call(1, &Request::Create { path, data: b"failover" })).await;
+            if let Ok(Ok((header, _))) = created {
+                if header.err == 0 || header.err == NODE_EXISTS {
+                    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+                    let failover_ms = now_ms.saturating_sub(since_epoch_ms) as f64;
+                    let _ = session.call(2, &Request::CloseSession).await;
+                    return Ok(Outcome {
+                        workload: "failover".into(),
+                        mode: "firstWrite".into(),
+                        sessions: 1,
+                        outstanding: 1,
+                        ops: 1,
+                        extra: vec![("failover_ms", failover_ms), ("attempts", attempts as f64)],
+                        ..Outcome::default()
+                    });
+                }
+            }
+        }
+        if Instant::now() >= give_up {
+            return Err(WireError::Timeout(deadline));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 async fn run_first_read(cli: &Cli, path: &str, since_epoch_ms: u64, deadline: Duration) -> Result<Outcome, WireError> {
