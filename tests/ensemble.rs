@@ -8,6 +8,16 @@ use std::time::Duration;
 mod common;
 use common::{four_letter, mode, wait_until, zxid, Client, Ferrokeeper, ZooKeeper};
 
+/// The body of an HTTP GET.
+fn http_get(address: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default()
+}
+
 /// Waits until every server in `sids` serves, one as leader, and returns the leader's sid.
 fn leader_among(net: u8, sids: &[i64], within: Duration) -> i64 {
     let mut leader = 0;
@@ -68,7 +78,16 @@ fn mntr_value(net: u8, sid: i64, key: &str) -> Option<String> {
 #[test]
 fn three_ferrokeeper_servers_replicate_writes_and_survive_losing_the_leader() {
     const NET: u8 = 46;
-    let mut servers: Vec<Ferrokeeper> = (1..=3).map(|sid| Ferrokeeper::start(NET, sid, 3, "")).collect();
+    // Each member also serves Prometheus metrics on its own address, as ZooKeeper's provider does.
+    let mut servers: Vec<Ferrokeeper> = (1..=3)
+        .map(|sid| {
+            let metrics = format!(
+                "metricsProvider.className=org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider\n\
+                 metricsProvider.httpHost=127.0.{NET}.{sid}\nmetricsProvider.httpPort=7000\n"
+            );
+            Ferrokeeper::start(NET, sid, 3, &metrics)
+        })
+        .collect();
     let all = [1, 2, 3];
     let leader = leader_among(NET, &all, Duration::from_secs(60));
     // Fresh servers all have zxid 0, so the largest sid wins, as in ZooKeeper.
@@ -76,6 +95,14 @@ fn three_ferrokeeper_servers_replicate_writes_and_survive_losing_the_leader() {
     let followers: Vec<i64> = all.iter().copied().filter(|&s| s != leader).collect();
     assert!(servers[2].log().contains("LEADING - LEADER ELECTION TOOK"), "{}", servers[2].log());
     assert_eq!(mntr_value(NET, leader, "zk_server_state").as_deref(), Some("leader"));
+    // The quorum series the community Grafana dashboard (10465) queries are in the leader's scrape.
+    let scrape = http_get(&format!("127.0.{NET}.{leader}:7000"), "/metrics");
+    let dashboard = include_str!("../compat-tests/admin/dashboard_10465_metrics.txt");
+    for name in dashboard.lines().filter(|l| l.ends_with(" quorum")).filter_map(|l| l.split_whitespace().next()) {
+        assert!(scrape.lines().any(|l| l.starts_with(&format!("{name} "))), "{name} missing from the scrape:\n{scrape}");
+    }
+    assert!(scrape.contains("\nsynced_followers 2.0\n") && scrape.contains("\nquorum_size 3.0\n"), "{scrape}");
+    assert!(scrape.contains("\nelection_time_count 1.0\n"), "{scrape}");
 
     // A write through a follower is forwarded to the leader, committed, and read everywhere.
     let mut client = Client::connect(NET, followers[0]);

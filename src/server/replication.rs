@@ -60,9 +60,7 @@ impl TxnSink {
         match self {
             TxnSink::Log(writer) => writer.submit(generation, txns),
             TxnSink::Leader { inbox, .. } => {
-                for txn in txns {
-                    inbox.send(LeaderInput::Propose(Box::new(txn)));
-                }
+                inbox.send_all(txns.into_iter().map(|txn| LeaderInput::Propose(Box::new(txn))).collect());
             }
             TxnSink::Follower { .. } => {
                 warn!(txns = txns.len(), "a follower's pipeline prepped txns of its own; dropped");
@@ -103,18 +101,20 @@ impl TxnSink {
 /// thread does the waiting; what it holds is bounded by the pipeline's outstanding requests.
 #[derive(Clone)]
 pub struct LeaderInbox {
-    tx: std::sync::mpsc::Sender<LeaderInput>,
+    tx: std::sync::mpsc::Sender<Vec<LeaderInput>>,
 }
 
 impl LeaderInbox {
     /// Starts the forwarding thread into `inputs`; it ends when every inbox is dropped or the
     /// leading thread has stopped taking inputs.
     pub fn start(inputs: SyncSender<LeaderInput>) -> LeaderInbox {
-        let (tx, rx) = std::sync::mpsc::channel::<LeaderInput>();
+        let (tx, rx) = std::sync::mpsc::channel::<Vec<LeaderInput>>();
         std::thread::spawn(move || {
-            for input in rx {
-                if inputs.send(input).is_err() {
-                    return;
+            for batch in rx {
+                for input in batch {
+                    if inputs.send(input).is_err() {
+                        return;
+                    }
                 }
             }
         });
@@ -123,7 +123,12 @@ impl LeaderInbox {
 
     /// Queues an input for the leading thread (dropped once it has stopped).
     pub fn send(&self, input: LeaderInput) {
-        let _ = self.tx.send(input);
+        self.send_all(vec![input]);
+    }
+
+    /// Queues inputs, in order, with one wake-up of the forwarding thread.
+    pub fn send_all(&self, inputs: Vec<LeaderInput>) {
+        let _ = self.tx.send(inputs);
     }
 }
 

@@ -166,10 +166,13 @@ pub fn follow(
 const WRITER_POLL: Duration = Duration::from_millis(100);
 
 fn write_packets(mut stream: TcpStream, packets: Receiver<Bytes>, done: &AtomicBool) {
+    let mut batch = BytesMut::new();
     while !done.load(Ordering::Relaxed) {
         match packets.recv_timeout(WRITER_POLL) {
-            Ok(bytes) => {
-                if stream.write_all(&bytes).is_err() {
+            Ok(first) => {
+                batch.clear();
+                crate::zab::leading::gather(first, &packets, &mut batch);
+                if stream.write_all(&batch).is_err() {
                     let _ = stream.shutdown(Shutdown::Both);
                     return;
                 }

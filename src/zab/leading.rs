@@ -41,7 +41,7 @@ pub const LEARNERS_MAX: usize = 256;
 pub const INPUTS_MAX: usize = 4_096;
 /// Inputs handled before one log sync covers their proposals.
 const BATCH_MAX: usize = 1_024;
-/// How often the acceptor looks at the stop flag.
+/// How long the acceptor backs off after a failed accept (out of descriptors and the like).
 const ACCEPT_POLL: Duration = Duration::from_millis(50);
 
 /// Where a leader's state lives. Each call returns once its effect is as durable as it says.
@@ -170,7 +170,9 @@ pub fn lead(
     stop: &Arc<AtomicBool>,
 ) -> Result<(), LeadError> {
     let listener = TcpListener::bind(settings.listen).map_err(LeadError::Bind)?;
-    listener.set_nonblocking(true).map_err(LeadError::Bind)?;
+    // Accepts block (a learner is taken at once); the clean-up below wakes the acceptor by
+    // connecting to it once `stop` is set.
+    let local = listener.local_addr().map_err(LeadError::Bind)?;
     info!(address = %settings.listen, "leading: quorum port open");
     let acceptor = {
         let (sender, stop, data_max_bytes) = (sender.clone(), stop.clone(), settings.data_max_bytes);
@@ -190,6 +192,7 @@ pub fn lead(
     for (_, writer) in std::mem::take(&mut driver.writers) {
         writer.close();
     }
+    let _ = TcpStream::connect_timeout(&local, Duration::from_secs(1));
     let _ = acceptor.join();
     result
 }
@@ -413,11 +416,8 @@ fn accept_learners(listener: TcpListener, inputs: SyncSender<LeaderInput>, stop:
     let open = Arc::new(AtomicUsize::new(0));
     while !stop.load(Ordering::Relaxed) {
         let (stream, remote) = match listener.accept() {
+            Ok(_) if stop.load(Ordering::Relaxed) => return,
             Ok(accepted) => accepted,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(ACCEPT_POLL);
-                continue;
-            }
             Err(e) => {
                 warn!(error = %e, "quorum port: accept failed");
                 std::thread::sleep(ACCEPT_POLL);
@@ -467,11 +467,29 @@ fn read_packets(id: LearnerId, stream: TcpStream, inputs: SyncSender<LeaderInput
     }
 }
 
+/// Most bytes a writer gathers from its queue into one write.
+pub(crate) const WRITE_BATCH_BYTES: usize = 256 * 1024;
+
+/// Appends to `batch` what is already queued behind `first`, up to `WRITE_BATCH_BYTES`: one write
+/// per burst (a commit round to every learner, a burst of acks) instead of one per packet.
+pub(crate) fn gather(first: Bytes, queue: &Receiver<Bytes>, batch: &mut BytesMut) {
+    batch.extend_from_slice(&first);
+    while batch.len() < WRITE_BATCH_BYTES {
+        match queue.try_recv() {
+            Ok(more) => batch.extend_from_slice(&more),
+            Err(_) => break,
+        }
+    }
+}
+
 fn write_packets(mut stream: TcpStream, outgoing: Receiver<Bytes>) {
-    for bytes in outgoing {
-        if stream.write_all(&bytes).is_err() {
+    let mut batch = BytesMut::new();
+    while let Ok(first) = outgoing.recv() {
+        gather(first, &outgoing, &mut batch);
+        if stream.write_all(&batch).is_err() {
             let _ = stream.shutdown(Shutdown::Both);
             return;
         }
+        batch.clear();
     }
 }

@@ -3,14 +3,13 @@
 //! election, ZooKeeper's `QuorumCnxManager`), and a follower's discovery, sync and broadcast with
 //! its leader (`learner`, a pure state machine).
 //!
-//! Speaks ZooKeeper 3.8's own election protocol (PROTOCOL.md §4.2-4.4), so a ferrokeeper server
-//! and Apache ZooKeeper servers elect one leader together. Discovery, synchronization and
-//! broadcast (§4.5-4.10) are in progress: the follower's protocol is here, the leader's is not,
-//! and neither is wired into the server yet. Until they are, the server does not start the
-//! election, and a `zoo.cfg` with `server.N` lines runs standalone (README).
+//! Speaks ZooKeeper 3.8's own election and Zab protocols (PROTOCOL.md §4), so ferrokeeper servers
+//! and Apache ZooKeeper servers form one ensemble. The leader's side is `leader` (pure) and
+//! `leading` (its threads); the follower's `learner` (pure) and `follower` (its thread).
+//! `node::quorum` runs them as a server's roles.
 //!
-//! `quorum`, `election` and `learner` do no IO and read no clock; `peers` owns the sockets and the
-//! timer.
+//! `quorum`, `election`, `leader` and `learner` do no IO and read no clock; `peers`, `leading` and
+//! `follower` own the sockets and the timers.
 
 pub mod election;
 pub mod follower;

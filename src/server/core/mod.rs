@@ -17,13 +17,13 @@
 //! Owns: connections' protocol state (session binding, auth ids, counters), the tree, watches,
 //! sessions, the pending overlay and the zxid counter.
 //!
-//! In the follower role (`Role::Follower`, not wired to a leader connection yet) the same
+//! In the follower role (`Role::Follower`, driven by `node::quorum`) the same
 //! pipeline forwards writes, createSession, closeSession and syncs to the leader (`Output::
 //! Forward`), asks it about reconnecting sessions (`Output::Revalidate`), and applies the txns
 //! the leader committed (`committed`), answering a local client when the txn is the head of its
 //! session's forwarded writes (ZooKeeper's `CommitProcessor` matches by session and cxid). The
 //! per-session order is the same: a session's reads wait behind its forwarded writes and syncs.
-//! As a leader's pipeline (also not wired yet) it takes learners' forwarded requests
+//! As a leader's pipeline it takes learners' forwarded requests
 //! (`remote_request`), preps them into txns for the proposal step (`take_unpersisted`) and
 //! applies them when the quorum commits them (`persisted_through`), with no local reply.
 
@@ -1064,7 +1064,12 @@ impl Core {
                     if let Some(conn) = self.session_conn.remove(&txn.header.client_id) {
                         self.close(conn);
                     }
-                    info!(session = format_args!("{:#x}", txn.header.client_id), "session expired");
+                    if self.role == Role::Follower {
+                        // Closed through another server or expired by the leader: this one cannot tell.
+                        debug!(session = format_args!("{:#x}", txn.header.client_id), "session closed by the leader");
+                    } else {
+                        info!(session = format_args!("{:#x}", txn.header.client_id), "session expired");
+                    }
                 }
             }
             Origin::Client { conn, xid, op, received_mono_ms } => {
