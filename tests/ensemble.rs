@@ -178,6 +178,29 @@ fn zookeeper_followers_serve_clients_of_a_ferrokeeper_leader() {
         .collect();
     let ours = mntr_keys(NET, 3);
     assert_eq!(ours, reference, "{}", difference(&ours, &reference));
+    // And, as a ZooKeeper leader, its send queue to each learner, labelled by sid.
+    let mut expected = std::collections::BTreeSet::new();
+    for sid in [1, 2] {
+        for stat in ["avg", "min", "max", "cnt", "sum"] {
+            expected.insert(format!("zk_{stat}_{sid}_learner_handler_qp_size"));
+        }
+        for stat in ["avg", "min", "max", "cnt", "sum", "p50", "p95", "p99", "p999"] {
+            expected.insert(format!("zk_{stat}_{sid}_learner_handler_qp_time_ms"));
+        }
+    }
+    let queue_keys = || -> std::collections::BTreeSet<String> {
+        four_letter(NET, 3, "mntr")
+            .lines()
+            .filter_map(|line| line.split('\t').next())
+            .filter(|key| key.contains("learner_handler_qp"))
+            .map(str::to_string)
+            .collect()
+    };
+    // The pipeline takes the samples once per half tick.
+    wait_until("the leader's send-queue samples are in mntr", Duration::from_secs(5), || {
+        queue_keys().len() >= expected.len()
+    });
+    assert_eq!(queue_keys(), expected);
     // Closing the session removes its ephemeral everywhere.
     on_zk.close();
     caught_up(NET, &[1, 2, 3], 3);

@@ -291,6 +291,7 @@ pub async fn run_core(
             }
             _ = tick_timer.tick() => {
                 core.tick(clock.now());
+                take_queue_samples(&mut core, &admin);
                 if let Some(local) = &local_sessions {
                     *local.lock().unwrap_or_else(|p| p.into_inner()) = core.local_sessions();
                 }
@@ -420,6 +421,22 @@ async fn purge(p: &Persistence) {
         }
         Ok(None) => {}
         Err(e) => warn!("the purge task failed: {e}"),
+    }
+}
+
+/// A leader's learner send-queue samples, into `learner_handler_qp_size` / `_time_ms` by sid.
+fn take_queue_samples(core: &mut Core, admin: &AdminState) {
+    let Some(status) = admin.quorum.as_ref().and_then(|q| q.leader.as_ref()) else { return };
+    let samples = std::mem::take(&mut status.lock().unwrap_or_else(|p| p.into_inner()).queue_samples);
+    let mut key = String::new();
+    let mut key_sid = 0;
+    for sample in samples {
+        if key.is_empty() || key_sid != sample.sid {
+            key = sample.sid.to_string();
+            key_sid = sample.sid;
+        }
+        core.metrics.observe_in_set("learner_handler_qp_size", &key, sample.queued);
+        core.metrics.observe_in_set("learner_handler_qp_time_ms", &key, sample.waited_ms);
     }
 }
 

@@ -271,6 +271,11 @@ impl Leader {
         self.last_proposed
     }
 
+    /// A connected learner's sid, once its FOLLOWERINFO said.
+    pub fn learner_sid(&self, learner: LearnerId) -> Option<i64> {
+        self.learners.get(&learner).and_then(|l| l.sid)
+    }
+
     /// Forwarded syncs waiting for a proposal's commit.
     pub fn pending_syncs(&self) -> usize {
         self.outstanding.values().map(|o| o.syncs.len()).sum()

@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -123,7 +123,26 @@ pub struct LeaderStatus {
     pub proposal_sizes: Option<(usize, usize, usize)>,
     /// Forwarded syncs waiting for a commit (`pending_syncs`).
     pub pending_syncs: usize,
+    /// Send-queue samples since whoever reads the status last took them (at most
+    /// `QUEUE_SAMPLES_MAX`).
+    pub queue_samples: Vec<QueueSample>,
 }
+
+/// One packet's trip through a learner's send queue, as ZooKeeper's `LearnerHandler` records it
+/// per packet sent (`learner_handler_qp_size`, `learner_handler_qp_time_ms`, labelled by sid).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueueSample {
+    /// The learner's sid.
+    pub sid: i64,
+    /// Packets still queued for it when this one was taken.
+    pub queued: i64,
+    /// How long this one waited in the queue (ms).
+    pub waited_ms: i64,
+}
+
+/// Samples waiting to be taken (from `LeaderStatus::queue_samples`); newer ones are dropped
+/// beyond this until they are.
+pub const QUEUE_SAMPLES_MAX: usize = 65_536;
 
 /// Why leading ended.
 #[derive(Debug, thiserror::Error)]
@@ -184,6 +203,7 @@ pub fn lead(
         writers: BTreeMap::new(),
         unsynced: None,
         proposal_sizes: None,
+        samples: Arc::new(Mutex::new(Vec::new())),
     };
     // Every way out of the loop (a stop, an abdication, a store failure) goes through the
     // clean-up below, which ends the acceptor and every learner's threads.
@@ -237,7 +257,12 @@ fn run_loop(
             driver.leader.half_tick();
         }
         driver.perform(store)?;
-        *status.lock().unwrap_or_else(|p| p.into_inner()) = LeaderStatus {
+        let fresh = std::mem::take(&mut *driver.samples.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut shown = status.lock().unwrap_or_else(|p| p.into_inner());
+        let mut queue_samples = std::mem::take(&mut shown.queue_samples);
+        let room = QUEUE_SAMPLES_MAX.saturating_sub(queue_samples.len());
+        queue_samples.extend(fresh.into_iter().take(room));
+        *shown = LeaderStatus {
             epoch: driver.leader.epoch(),
             established: driver.leader.is_established(),
             synced_learners: driver.leader.synced_learners(),
@@ -245,13 +270,18 @@ fn run_loop(
             last_committed: driver.leader.last_committed(),
             proposal_sizes: driver.proposal_sizes,
             pending_syncs: driver.leader.pending_syncs(),
+            queue_samples,
         };
     }
 }
 
 struct Writer {
-    queue: SyncSender<Bytes>,
+    queue: SyncSender<(Instant, Bytes)>,
     stream: TcpStream,
+    /// Packets in `queue`.
+    queued: Arc<AtomicUsize>,
+    /// The learner's sid once it said (0 before).
+    sid: Arc<AtomicI64>,
 }
 
 impl Writer {
@@ -266,6 +296,8 @@ struct Driver {
     writers: BTreeMap<LearnerId, Writer>,
     unsynced: Option<i64>,
     proposal_sizes: Option<(usize, usize, usize)>,
+    /// Send-queue samples from the writer threads, moved into the status.
+    samples: Arc<Mutex<Vec<QueueSample>>>,
 }
 
 impl Driver {
@@ -304,12 +336,19 @@ impl Driver {
                 self.leader.propose(zxid, entry);
             }
             LeaderInput::Connected { id, stream } => {
-                let (queue, outgoing) = sync_channel::<Bytes>(SEND_QUEUE_MAX);
+                let (queue, outgoing) = sync_channel::<(Instant, Bytes)>(SEND_QUEUE_MAX);
                 let Ok(write_stream) = stream.try_clone() else {
                     return Ok(());
                 };
-                std::thread::spawn(move || write_packets(write_stream, outgoing));
-                self.writers.insert(id, Writer { queue, stream });
+                let (queued, sid) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicI64::new(0)));
+                let sending = SendQueue {
+                    packets: outgoing,
+                    queued: queued.clone(),
+                    sid: sid.clone(),
+                    samples: self.samples.clone(),
+                };
+                std::thread::spawn(move || write_packets(write_stream, sending));
+                self.writers.insert(id, Writer { queue, stream, queued, sid });
                 self.leader.connected(id);
             }
             LeaderInput::Packet { id, packet } => {
@@ -331,7 +370,13 @@ impl Driver {
 
     fn send(&mut self, to: LearnerId, bytes: Bytes) {
         let Some(writer) = self.writers.get(&to) else { return };
-        match writer.queue.try_send(bytes) {
+        if writer.sid.load(Ordering::Relaxed) == 0 {
+            if let Some(sid) = self.leader.learner_sid(to) {
+                writer.sid.store(sid, Ordering::Relaxed);
+            }
+        }
+        writer.queued.fetch_add(1, Ordering::AcqRel);
+        match writer.queue.try_send((Instant::now(), bytes)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 warn!(learner = to, "learner is not keeping up with its packets; closing it");
@@ -482,10 +527,45 @@ pub(crate) fn gather(first: Bytes, queue: &Receiver<Bytes>, batch: &mut BytesMut
     }
 }
 
-fn write_packets(mut stream: TcpStream, outgoing: Receiver<Bytes>) {
+/// A learner's send queue as its writer thread sees it.
+struct SendQueue {
+    packets: Receiver<(Instant, Bytes)>,
+    queued: Arc<AtomicUsize>,
+    sid: Arc<AtomicI64>,
+    samples: Arc<Mutex<Vec<QueueSample>>>,
+}
+
+impl SendQueue {
+    fn took(&self, enqueued: Instant, bytes: &Bytes, batch: &mut BytesMut, taken: &mut Vec<QueueSample>) {
+        let left = self.queued.fetch_sub(1, Ordering::AcqRel).saturating_sub(1);
+        taken.push(QueueSample {
+            sid: 0,
+            queued: left as i64,
+            waited_ms: enqueued.elapsed().as_millis() as i64,
+        });
+        batch.extend_from_slice(bytes);
+    }
+}
+
+fn write_packets(mut stream: TcpStream, queue: SendQueue) {
     let mut batch = BytesMut::new();
-    while let Ok(first) = outgoing.recv() {
-        gather(first, &outgoing, &mut batch);
+    let mut taken = Vec::new();
+    while let Ok((enqueued, first)) = queue.packets.recv() {
+        // What is already queued goes out in the same write (up to `WRITE_BATCH_BYTES`).
+        queue.took(enqueued, &first, &mut batch, &mut taken);
+        while batch.len() < WRITE_BATCH_BYTES {
+            match queue.packets.try_recv() {
+                Ok((enqueued, more)) => queue.took(enqueued, &more, &mut batch, &mut taken),
+                Err(_) => break,
+            }
+        }
+        let sid = queue.sid.load(Ordering::Relaxed);
+        if sid != 0 {
+            let mut samples = queue.samples.lock().unwrap_or_else(|p| p.into_inner());
+            let room = QUEUE_SAMPLES_MAX.saturating_sub(samples.len());
+            samples.extend(taken.drain(..).take(room).map(|s| QueueSample { sid, ..s }));
+        }
+        taken.clear();
         if stream.write_all(&batch).is_err() {
             let _ = stream.shutdown(Shutdown::Both);
             return;
