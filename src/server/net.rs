@@ -51,6 +51,9 @@ const WRITE_BATCH_BYTES: usize = 256 * 1024;
 /// Most frames a reader hands to the core task in one event (bounds the batch the core takes
 /// past `globalOutstandingLimit`).
 const FRAMES_PER_EVENT_MAX: usize = 64;
+/// Replication events handled in one round of the core task after the one that woke it.
+const ZAB_EVENTS_PER_ROUND: usize = 1_024;
+
 /// Most slices in one `writev` of the core task (an array on the stack; Linux allows 1,024).
 const WRITEV_SLICES_MAX: usize = 64;
 /// Bytes a reader asks the socket for at a time.
@@ -287,7 +290,17 @@ pub async fn run_core(
                 }
             }
             Some(event) = zab_event(&mut zab_events) => {
-                handle_zab_event(&mut core, &outbound, event, clock.now());
+                let now = clock.now();
+                handle_zab_event(&mut core, &outbound, event, now);
+                // As for client events: what is already queued (a burst of commits on a follower,
+                // of forwarded requests on a leader) is handled before dispatching, so its replies
+                // share a write per connection and its txns one hand-off to the leading thread.
+                if let Some(rx) = &mut zab_events {
+                    for _ in 0..ZAB_EVENTS_PER_ROUND {
+                        let Ok(event) = rx.try_recv() else { break };
+                        handle_zab_event(&mut core, &outbound, event, now);
+                    }
+                }
             }
             _ = tick_timer.tick() => {
                 core.tick(clock.now());
