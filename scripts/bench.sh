@@ -28,7 +28,7 @@ BENCH_DIR=${BENCH_DIR:-/tmp/ferrokeeper-bench}
 BENCH_OUT=${BENCH_OUT:-$ROOT/bench-results}
 BENCH_SERVERS=${BENCH_SERVERS-"zookeeper ferrokeeper"}
 BENCH_ENSEMBLES=${BENCH_ENSEMBLES-"zookeeper ferrokeeper"}
-ENSEMBLE_WORKLOADS="create set-data get-data mixed"
+ENSEMBLE_WORKLOADS=${BENCH_ENSEMBLE_WORKLOADS-"create set-data get-data mixed"}
 ZK_HEAP=${ZK_HEAP:-2g}
 # Ports PORT_BASE+10..PORT_BASE+22 on 127.0.0.1 (kind i uses +10i, +10i+1, +10i+2). 24100 keeps clear
 # of the 21850-23999 range other work on this machine uses.

@@ -17,7 +17,7 @@ use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tracing::{debug, info, warn};
@@ -59,12 +59,14 @@ pub trait FollowerStore {
     fn revalidated(&mut self, session_id: i64, valid: bool);
 }
 
-/// Connection attempts to the leader, `CONNECT_RETRY` apart: a newly elected leader opens its
-/// quorum port only once it has read its state, so the first attempts may be refused. ZooKeeper
-/// 3.8 retries every `leaderConnectDelayDuringRetryMs` (100 ms) until `initLimit` runs out;
-/// this allows 50 attempts (5 s).
-const CONNECT_ATTEMPTS: u32 = 50;
-const CONNECT_RETRY: Duration = Duration::from_millis(100);
+/// How long a follower keeps trying to connect to its leader, `CONNECT_RETRY` apart: a newly
+/// elected leader opens its quorum port only once it has read its state, so the first attempts
+/// may be refused. ZooKeeper 3.8 retries every `leaderConnectDelayDuringRetryMs` (100 ms) until
+/// `initLimit` runs out; this retries every 10 ms for 5 s, since a refused connect on the usual
+/// LAN costs nothing and the follower usually loses the race to the leader's bind by well under
+/// a millisecond (the 100 ms pause was a fifth of a failover).
+const CONNECT_WINDOW: Duration = Duration::from_secs(5);
+const CONNECT_RETRY: Duration = Duration::from_millis(10);
 
 /// Packets queued for the leader, from the follower and from the request pipeline.
 pub const OUTGOING_MAX: usize = 16_384;
@@ -128,11 +130,11 @@ pub fn follow(
             std::io::Error::new(std::io::ErrorKind::NotFound, "the leader's address resolves to nothing")
         })?;
     // As ZooKeeper's `Learner.connectToLeader`: a just elected leader may not listen yet.
-    let mut attempt = 1;
+    let (started, mut attempt) = (Instant::now(), 1);
     let stream = loop {
         match TcpStream::connect_timeout(&address, settings.init_limit) {
             Ok(stream) => break stream,
-            Err(e) if attempt < CONNECT_ATTEMPTS && !stop.load(Ordering::Relaxed) => {
+            Err(e) if started.elapsed() < CONNECT_WINDOW && !stop.load(Ordering::Relaxed) => {
                 debug!(leader = %settings.leader, attempt, error = %e, "cannot connect to the leader yet");
                 attempt += 1;
                 std::thread::sleep(CONNECT_RETRY);
@@ -155,8 +157,11 @@ pub fn follow(
         queue,
     };
     let result = run_loop(settings, start, store, &mut connection, stop);
-    // Ends the writer thread (its write fails, or it sees `done` within a poll).
+    // Ends the writer thread: it sees `done` once woken by the empty packet (or within a poll
+    // when the queue is full, as it is writing then), or its write fails. Without the wake-up,
+    // joining it held the next election back by up to `WRITER_POLL`.
     done.store(true, Ordering::Relaxed);
+    let _ = connection.queue.try_send(Bytes::new());
     let _ = connection.socket.shutdown(Shutdown::Both);
     let _ = writer.join();
     result
