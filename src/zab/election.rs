@@ -161,6 +161,9 @@ pub struct Election {
     looking_since_ms: u64,
     /// Notifications this server sent itself, handled after the current input.
     loopback: VecDeque<Notification>,
+    /// The last looking notification from each voter while this server was not looking, with when
+    /// it came, handled again if its next round starts soon after (see `look`); one per voter.
+    deferred: BTreeMap<i64, (u64, Notification)>,
     actions: Vec<Action>,
 }
 
@@ -197,6 +200,7 @@ impl Election {
             timer: Timer::Idle,
             looking_since_ms: 0,
             loopback: VecDeque::new(),
+            deferred: BTreeMap::new(),
             actions: Vec::new(),
         }
     }
@@ -262,6 +266,19 @@ impl Election {
         };
         self.send_notifications();
         self.drain_loopback(now_ms);
+        // A survivor of a leader's crash often hears the other survivor's first notification
+        // while it still follows (it sees the connection close a moment later): answered with
+        // its old vote, as ZooKeeper does, and also kept, then handled here as if it had arrived
+        // now. Without it neither survivor had the other's vote for the new round until their
+        // notification timers fired, 200 ms into the election. Handling a message late is
+        // something the election already allows (messages may be delayed at will). Older than a
+        // notification interval, the sender has sent again or moved on: dropped.
+        for (from, (heard_ms, notification)) in std::mem::take(&mut self.deferred) {
+            if now_ms.saturating_sub(heard_ms) <= self.timeouts.min_notification_interval_ms {
+                self.handle(now_ms, from, notification);
+                self.drain_loopback(now_ms);
+            }
+        }
     }
 
     /// After the new leader fixed the epoch, the vote this server answers with carries it
@@ -375,6 +392,7 @@ impl Election {
                 let vote = self.current_vote;
                 let reply = self.notification(from, vote, vote.election_epoch, self.state);
                 self.push_send(reply);
+                self.deferred.insert(from, (now_ms, n));
             }
             return;
         }
@@ -516,6 +534,7 @@ impl Election {
         self.current_vote = vote;
         self.timer = Timer::Idle;
         self.loopback.clear();
+        self.deferred.clear();
         let took_ms = now_ms.saturating_sub(self.looking_since_ms);
         self.actions.push(Action::Decided(Outcome {
             state: self.state,

@@ -382,3 +382,29 @@ fn a_decided_server_answers_lookers_with_its_vote_and_state_and_the_new_epoch() 
     server.look(6_000, 0x1_0000_0002, 1);
     assert_eq!(server.logical_clock(), 2);
 }
+
+#[test]
+fn a_looking_notification_heard_while_following_counts_in_the_next_round() {
+    let mut net = Net::new(&[(0, 0), (0, 0), (0, 0)]);
+    for sid in 1..=3 {
+        net.look(sid, 0, 0);
+    }
+    net.run_for(300);
+    assert_eq!(net.leader_of(1), Some((ServerState::Following, 3)));
+    // The leader crashes. Server 2 sees it first and starts a round; its notification reaches 1
+    // while 1 still follows (1 answers with its old vote), and only then does 1 start its round.
+    net.down = vec![3];
+    net.outcomes.clear();
+    net.servers.get_mut(&2).unwrap().role_ended();
+    net.look(2, 0, 1);
+    net.deliver_all();
+    net.servers.get_mut(&1).unwrap().role_ended();
+    net.look(1, 0, 1);
+    net.deliver_all();
+    // One finalize wait, not a notification interval and then a finalize wait.
+    net.run_for(210);
+    assert_eq!(net.leader_of(1), Some((ServerState::Following, 2)));
+    assert_eq!(net.leader_of(2), Some((ServerState::Leading, 2)));
+    assert!(net.outcomes[&1].took_ms <= 210, "took {} ms", net.outcomes[&1].took_ms);
+    assert_eq!(net.outcomes[&1].vote.election_epoch, 2);
+}
