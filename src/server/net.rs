@@ -53,7 +53,6 @@ const WRITE_BATCH_BYTES: usize = 256 * 1024;
 const FRAMES_PER_EVENT_MAX: usize = 64;
 /// Replication events handled in one round of the core task after the one that woke it.
 const ZAB_EVENTS_PER_ROUND: usize = 1_024;
-
 /// Most slices in one `writev` of the core task (an array on the stack; Linux allows 1,024).
 const WRITEV_SLICES_MAX: usize = 64;
 /// Bytes a reader asks the socket for at a time.
