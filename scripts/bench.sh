@@ -289,6 +289,12 @@ main() {
     # that only writes them (a thread per core), so no log sync, no request, no bookkeeping.
     "$CARGO_TARGET_DIR/release/ferrokeeper-bench" --label _machine --json "$BENCH_OUT/results.jsonl" \
         watch-floor --sessions "$WATCHERS" --rounds "$ROUNDS" >&2
+    # The same two floors for a durable server: one record fdatasynced on the data disk per round
+    # trip, and per fan-out round (started by a request over loopback), as no durable write can skip.
+    "$CARGO_TARGET_DIR/release/ferrokeeper-bench" --label _machine --json "$BENCH_OUT/results.jsonl" \
+        rtt-floor --secs "$SECS" --sync-dir "$BENCH_DIR/floor" >&2
+    "$CARGO_TARGET_DIR/release/ferrokeeper-bench" --label _machine --json "$BENCH_OUT/results.jsonl" \
+        watch-floor --sessions "$WATCHERS" --rounds "$ROUNDS" --sync-dir "$BENCH_DIR/floor" >&2
     local kind
     for kind in $BENCH_SERVERS; do
         log "=== $kind"

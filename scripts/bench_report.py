@@ -113,6 +113,12 @@ def main(out_dir):
             lines.insert(len(lines) - 1, "floor of this machine, 1 in flight: a loopback round trip to a server that only "
                          f"echoes (ferrokeeper-bench rtt-floor): p50 {fmt_us(floor['p50_us'])}, "
                          f"p99 {fmt_us(floor['p99_us'])}, p99.9 {fmt_us(floor['p999_us'])}")
+        durable = index.get(("_machine", "durableRttFloor", "latency"))
+        if mode == "latency" and durable is not None:
+            lines.insert(len(lines) - 1, "floor of a durable write, 1 in flight: the same round trip with one record "
+                         "fdatasynced into a preallocated file on the data disk before the answer (rtt-floor "
+                         f"--sync-dir): p50 {fmt_us(durable['p50_us'])}, p99 {fmt_us(durable['p99_us'])}, "
+                         f"p99.9 {fmt_us(durable['p999_us'])}")
 
     cols = ["figure"] + servers + [f"x {o}" for o in others]
     body = []
@@ -158,6 +164,11 @@ def main(out_dir):
                      "only writes them, one thread per core, read by the same watcher code (ferrokeeper-bench "
                      f"watch-floor): p50 {fmt_us(fan_floor['p50_us'])}, p99 {fmt_us(fan_floor['p99_us'])}; a server "
                      "can at best match it, so ZooKeeper's figure over it bounds the fan-out ratios")
+    durable_fan = index.get(("_machine", "durableWatchFloor", "fanout"))
+    if durable_fan is not None:
+        lines.insert(len(lines) - 1, "floor of a durable fan-out: the same, started by a request over loopback whose "
+                     "server thread fdatasyncs one log record before telling the writers (watch-floor --sync-dir): "
+                     f"p50 {fmt_us(durable_fan['p50_us'])}, p99 {fmt_us(durable_fan['p99_us'])}")
     if ensembles:
         ebase, eothers = ensembles[0], ensembles[1:]
         cols = ["workload", "mode"] + [f"{e} ops/s" for e in ensembles] + [f"x {o}" for o in eothers]

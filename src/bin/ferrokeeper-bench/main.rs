@@ -5,6 +5,7 @@
 //!
 //! `scripts/bench.sh` drives it against both servers and builds the comparison table.
 
+mod floor_log;
 mod histogram;
 mod report;
 mod wire;
@@ -23,6 +24,7 @@ use clap::{Parser, Subcommand};
 use ferrokeeper::jute::Decode;
 use ferrokeeper::proto::consts::XID_NOTIFICATION;
 use ferrokeeper::proto::ReplyHeader;
+use floor_log::FloorLog;
 use histogram::Histogram;
 use report::{CpuSample, Outcome};
 use tokio::io::AsyncWriteExt;
@@ -125,6 +127,10 @@ enum Command {
         /// Measured window.
         #[arg(long, default_value_t = 8.0)]
         secs: f64,
+        /// Also append and fdatasync one record per round trip to a preallocated file in this
+        /// directory before echoing (the floor of a durable write with one in flight).
+        #[arg(long)]
+        sync_dir: Option<PathBuf>,
     },
     /// The machine's floor for the watch fan-out: `sessions` connections read by this generator's
     /// watcher code, and a server that does nothing but write one event frame to each of them
@@ -140,6 +146,11 @@ enum Command {
         /// Writer threads (default: one per core).
         #[arg(long)]
         writers: Option<usize>,
+        /// Start each round as a durable server must: a one-byte request over loopback, one
+        /// record appended and fdatasynced to a preallocated file in this directory, then the
+        /// events (the floor of a fan-out behind a durable setData).
+        #[arg(long)]
+        sync_dir: Option<PathBuf>,
     },
     /// Time from `since_epoch_ms` (when the script killed an ensemble's leader) to the first
     /// acknowledged write through this server: a new session and a create of `path`.
@@ -216,10 +227,19 @@ async fn run(cli: &Cli) -> Result<Outcome, WireError> {
         }
         Command::Watch { sessions, rounds } => run_watch(cli, (*sessions).max(1), (*rounds).max(1)).await?,
         Command::Connect { sessions } => run_connect(cli, (*sessions).max(1)).await?,
-        Command::RttFloor { secs } => run_rtt_floor(Duration::from_secs_f64(*secs)).await?,
-        Command::WatchFloor { sessions, rounds, writers } => {
+        Command::RttFloor { secs, sync_dir } => {
+            let log = sync_dir.as_deref().map(FloorLog::create).transpose()?;
+            run_rtt_floor(Duration::from_secs_f64(*secs), log).await?
+        }
+        Command::WatchFloor {
+            sessions,
+            rounds,
+            writers,
+            sync_dir,
+        } => {
             let writers = writers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-            run_watch_floor((*sessions).max(1), (*rounds).max(1), writers.max(1)).await?
+            let log = sync_dir.as_deref().map(FloorLog::create).transpose()?;
+            run_watch_floor((*sessions).max(1), (*rounds).max(1), writers.max(1), log).await?
         }
         Command::FirstRead {
             path,
@@ -875,19 +895,23 @@ async fn run_connect(cli: &Cli, count: usize) -> Result<Outcome, WireError> {
 /// Frame size of the floor's round trips: about a getData request (header, path, watch flag).
 const RTT_FLOOR_FRAME_BYTES: usize = 40;
 
-async fn run_rtt_floor(window: Duration) -> Result<Outcome, WireError> {
+async fn run_rtt_floor(window: Duration, mut log: Option<FloorLog>) -> Result<Outcome, WireError> {
     use std::io::{Read, Write};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let address = listener.local_addr()?;
-    // The echo side: accepts one connection and answers every frame as it arrives; it ends when
-    // the client closes.
+    let workload = if log.is_some() { "durableRttFloor" } else { "rttFloor" };
+    // The echo side: accepts one connection and answers every frame as it arrives (after its
+    // log sync, when there is a log); it ends when the client closes.
     std::thread::spawn(move || -> std::io::Result<()> {
         let (mut stream, _) = listener.accept()?;
         stream.set_nodelay(true)?;
         let mut frame = [0u8; RTT_FLOOR_FRAME_BYTES];
         loop {
             stream.read_exact(&mut frame)?;
+            if let Some(log) = log.as_mut() {
+                log.append_synced()?;
+            }
             stream.write_all(&frame)?;
         }
     });
@@ -914,7 +938,7 @@ async fn run_rtt_floor(window: Duration) -> Result<Outcome, WireError> {
         }
     }
     Ok(Outcome {
-        workload: "rttFloor".into(),
+        workload: workload.into(),
         mode: "latency".into(),
         sessions: 1,
         outstanding: 1,
@@ -940,13 +964,42 @@ fn event_frame() -> Vec<u8> {
     frame
 }
 
-async fn run_watch_floor(watchers: usize, rounds: usize, writers: usize) -> Result<Outcome, WireError> {
-    use std::io::Write;
+async fn run_watch_floor(watchers: usize, rounds: usize, writers: usize, log: Option<FloorLog>) -> Result<Outcome, WireError> {
+    use std::io::{Read, Write};
+    use tokio::io::AsyncReadExt;
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let address = listener.local_addr()?;
+    let workload = if log.is_some() { "durableWatchFloor" } else { "watchFloor" };
     // The server side: accepts every connection, deals them out to the writer threads, then each
     // writer sends one event to each of its connections whenever told to.
     let (go_txs, go_rxs): (Vec<_>, Vec<_>) = (0..writers).map(|_| std::sync::mpsc::sync_channel::<()>(1)).unzip();
+    // With a log, the rounds are started by a request over loopback: its thread syncs one log
+    // record, tells the writers, then answers.
+    let (mut trigger, go_txs) = match log {
+        None => (None, go_txs),
+        Some(mut log) => {
+            let trigger_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+            let trigger_address = trigger_listener.local_addr()?;
+            std::thread::spawn(move || -> std::io::Result<()> {
+                let (mut stream, _) = trigger_listener.accept()?;
+                stream.set_nodelay(true)?;
+                let mut request = [0u8; 1];
+                while stream.read_exact(&mut request).is_ok() {
+                    log.append_synced()?;
+                    for go in &go_txs {
+                        if go.send(()).is_err() {
+                            return Ok(());
+                        }
+                    }
+                    stream.write_all(&request)?;
+                }
+                Ok(())
+            });
+            let stream = tokio::net::TcpStream::connect(trigger_address).await?;
+            stream.set_nodelay(true)?;
+            (Some(stream), Vec::new())
+        }
+    };
     let frame = Arc::new(event_frame());
     std::thread::spawn(move || -> std::io::Result<()> {
         let mut shares: Vec<Vec<std::net::TcpStream>> = (0..writers).map(|_| Vec::new()).collect();
@@ -994,17 +1047,24 @@ async fn run_watch_floor(watchers: usize, rounds: usize, writers: usize) -> Resu
         tokio::time::sleep(Duration::from_millis(2)).await;
         clock.reset();
         let set_at = clock.now_ns();
+        if let Some(stream) = trigger.as_mut() {
+            stream.write_all(&[1]).await?;
+        }
         for go in &go_txs {
             go.send(()).map_err(|_| WireError::Protocol("floor writer stopped".into()))?;
         }
         let (_, last) = clock.wait_all().await?;
+        if let Some(stream) = trigger.as_mut() {
+            stream.read_exact(&mut [0u8; 1]).await?;
+        }
         starts.push(set_at);
         fan_out.record(last.saturating_sub(set_at));
         busy += Duration::from_nanos(last.saturating_sub(set_at));
     }
     drop(go_txs);
+    drop(trigger);
     let per_event = event_delays(&join_watchers(tasks).await?, &starts);
-    Ok(fanout_outcome("watchFloor", watchers, rounds, busy, fan_out, &per_event))
+    Ok(fanout_outcome(workload, watchers, rounds, busy, fan_out, &per_event))
 }
 
 /// Per attempt: a session that cannot be created or a write that gets no answer within this is
