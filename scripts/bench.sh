@@ -153,19 +153,23 @@ PY
 
 run_suite() { # <kind>
     local kind=$1 dir="$BENCH_DIR/$1" port durable_var="durable_$1" w
-    # Phase 1: each request workload on a fresh server, so that no row runs beside the nodes an
-    # earlier row made and the snapshots of them (the create row leaves up to a million nodes, more
-    # the faster the server); then watch fan-out and the connection storm on one more.
+    # Phase 1: each request row (a workload in one mode) on a fresh server, so that no row runs
+    # beside the nodes an earlier row made and the snapshots of them: the create row at 32 x 1,000
+    # leaves up to a million nodes, more the faster the server, and a 1 x 1 row on that server ran
+    # while a snapshot of them (0.8-1.7 s of writes on the data disk) slowed its log syncs. Then
+    # watch fan-out and the connection storm on one more.
     port=$((PORT_BASE + 10 * $(echo "$BENCH_SERVERS" | tr ' ' '\n' | grep -n -x "$kind" | cut -d: -f1)))
+    local row_shape mode sessions outstanding
     for w in $WORKLOADS; do
-        rm -rf "$dir"; write_zoo_cfg "$dir" "$port"
-        start "$kind" "$dir" "$port"
-        log "$kind: $w, pid $PID on port $port"
-        bench "$kind" "$port" "$PID" load "$w" --mode throughput --sessions 32 --outstanding 1000 \
-            --warmup-secs "$WARMUP" --secs "$SECS"
-        bench "$kind" "$port" "$PID" load "$w" --mode latency --sessions 1 --outstanding 1 \
-            --warmup-secs "$WARMUP" --secs "$SECS"
-        stop_pid "$PID"
+        for row_shape in "throughput 32 1000" "latency 1 1"; do
+            read -r mode sessions outstanding <<< "$row_shape"
+            rm -rf "$dir"; write_zoo_cfg "$dir" "$port"
+            start "$kind" "$dir" "$port"
+            log "$kind: $w $mode, pid $PID on port $port"
+            bench "$kind" "$port" "$PID" load "$w" --mode "$mode" --sessions "$sessions" --outstanding "$outstanding" \
+                --warmup-secs "$WARMUP" --secs "$SECS"
+            stop_pid "$PID"
+        done
     done
     rm -rf "$dir"; write_zoo_cfg "$dir" "$port"
     start "$kind" "$dir" "$port"
