@@ -114,7 +114,13 @@ pub mod borrowed {
 
     /// A `ustring`, as `String`'s decoder reads it: null as empty, bytes that are not UTF-8 lossily.
     pub fn ustring<'a>(input: &mut &'a [u8]) -> Result<std::borrow::Cow<'a, str>, DecodeError> {
-        Ok(String::from_utf8_lossy(buffer(input)?.unwrap_or_default()))
+        let bytes = buffer(input)?.unwrap_or_default();
+        // `from_utf8` first: its check of valid text (nearly all) is several times faster than
+        // `from_utf8_lossy`'s chunking, which was 5% of a snapshot load's reading thread (`perf`).
+        Ok(match std::str::from_utf8(bytes) {
+            Ok(text) => std::borrow::Cow::Borrowed(text),
+            Err(_) => String::from_utf8_lossy(bytes),
+        })
     }
 }
 

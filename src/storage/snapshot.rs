@@ -21,13 +21,14 @@ use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::jute::{Decode, Encode};
 use crate::proto::{Acl, StatPersisted};
-use crate::tree::{DataTree, TreeRestorer};
+use crate::tree::{DataTree, NodePreparer, PreparedNode, RestoreError, TreeRestorer};
 
 const MAGIC: &[u8; 8] = b"FKSNAP01";
 const END_MAGIC: &[u8; 8] = b"FKEND001";
@@ -242,9 +243,11 @@ pub struct LoadedSnapshot {
     pub sessions: Vec<(i64, i32)>,
 }
 
-/// How much of a snapshot file is read at a time. Reading the whole file into one buffer cost a
-/// quarter of a 1,000,000-znode restart in page faults (`perf`), and doubled peak memory.
-const READ_CHUNK_BYTES: usize = 4 << 20;
+/// How much of a snapshot file is read at a time: little enough that a chunk is still in the
+/// core's cache when it is decoded (a 4 MiB chunk was not: its decoding missed the cache on every
+/// record, `perf`). Reading the whole file into one buffer cost a quarter of a 1,000,000-znode
+/// restart in page faults (`perf`), and doubled peak memory.
+const READ_CHUNK_BYTES: usize = 256 << 10;
 
 /// Reads a snapshot body in chunks, keeping the running checksum.
 struct ChunkedBody {
@@ -264,8 +267,21 @@ impl ChunkedBody {
             return Ok(false);
         }
         let take = self.unread.min(self.chunk_bytes as u64) as usize;
-        let mut next = BytesMut::with_capacity(self.pending.len() + take);
-        next.extend_from_slice(&self.pending);
+        // The same buffer again when nothing else holds it (the usual case): what is left of it
+        // moves to its front and the chunk is read in behind, into memory that is mapped and in
+        // the caches already. A new buffer per chunk cost page faults and cache misses on every
+        // byte of the file (`perf`).
+        let mut next = match std::mem::take(&mut self.pending).try_into_mut() {
+            Ok(mut unique) => {
+                unique.reserve(take);
+                unique
+            }
+            Err(shared) => {
+                let mut copy = BytesMut::with_capacity(shared.len() + take);
+                copy.extend_from_slice(&shared);
+                copy
+            }
+        };
         let start = next.len();
         next.resize(start + take, 0);
         std::io::Read::read_exact(&mut self.file, &mut next[start..])?;
@@ -399,48 +415,162 @@ fn load_in_chunks(path: &Path, extended_types_enabled: bool, chunk_bytes: usize)
     let zxid = body.pending.get_i64();
     let mut tree = DataTree::new(extended_types_enabled);
     let mut sessions = Vec::new();
-    let mut restorer = TreeRestorer::default();
-    // The first problem found; reported unless the checksum shows the file is damaged.
-    let problem: String = loop {
-        if body.pending.is_empty() && !body.refill().map_err(io)? {
-            break "no end record".into();
-        }
-        if body.pending.first() == Some(&TAG_NODE) {
-            let restored = body.next_node(|path, data, acl_id, stat| {
-                restorer.node(&mut tree, path, data, acl_id, stat).map_err(|e| format!("{path}: {e}"))
-            });
-            match restored.map_err(io)? {
-                Ok(Ok(())) => continue,
-                Ok(Err(problem)) => break problem,
-                Err(e) => break e.to_string(),
-            }
-        }
-        let record = match body.next(decode_record).map_err(io)? {
-            Ok(record) => record,
-            Err(e) => break e.to_string(),
-        };
-        match record {
-            Record::End if body.pending.is_empty() && body.unread == 0 => {
-                if body.crc.clone().finalize() != stored {
-                    return Err(invalid("checksum mismatch".into()));
-                }
+    let mut restorer = TreeRestorer::new(extended_types_enabled);
+    let preparer = NodePreparer::new(extended_types_enabled);
+    let (batches_tx, batches) = std::sync::mpsc::sync_channel(BATCHES_AHEAD);
+    let (spares_tx, spares) = std::sync::mpsc::sync_channel(BATCHES_AHEAD + 2);
+    let (problem, read) = std::thread::scope(|scope| {
+        let reader = std::thread::Builder::new()
+            .name("snapshot-reader".into())
+            .spawn_scoped(scope, move || read_records(body, preparer, batches_tx, spares, stored))
+            .map_err(io)?;
+        let problem = build(&mut tree, &mut sessions, &mut restorer, batches, spares_tx, body_len);
+        Ok::<_, SnapshotError>((problem, reader.join()))
+    })?;
+    match read {
+        Err(_) => Err(invalid("the thread reading it failed".into())),
+        Ok(Err(e)) => Err(io(e)),
+        Ok(Ok(false)) => Err(invalid("checksum mismatch".into())),
+        Ok(Ok(true)) => match problem {
+            Some(problem) => Err(invalid(problem)),
+            None => {
                 restorer.finish(&mut tree);
                 tree.last_processed_zxid = zxid;
-                return Ok(LoadedSnapshot { zxid, tree, sessions });
+                Ok(LoadedSnapshot { zxid, tree, sessions })
             }
-            Record::End => break "data after the end record".into(),
-            Record::Session(id, timeout_ms) => sessions.push((id, timeout_ms)),
-            Record::Acl(id, acl) => restorer.acl(&mut tree, id, &acl),
-            Record::Count(nodes) => {
+        },
+    }
+}
+
+/// Node records the reading thread hands the tree builder at a time: few hand-offs per record,
+/// and the builder starts soon.
+const BATCH_NODES: usize = 1024;
+/// Messages the reading thread may be ahead of the builder; with `BATCH_NODES`, bounds the nodes
+/// prepared but not yet in the tree.
+const BATCHES_AHEAD: usize = 4;
+
+/// What the reading thread hands the tree builder, in file order.
+enum Batch {
+    /// Prepared node records.
+    Nodes(Vec<PreparedNode>),
+    /// A session, ACL or count record.
+    Record(Record),
+    /// The end record, at the end of the body.
+    End,
+    /// The first problem found in the records; nothing follows it.
+    Problem(String),
+}
+
+/// The reading thread's half of `load`: reads, checksums and decodes the body, prepares the node
+/// records (`NodePreparer`: the half of a restore that needs no tree) and sends every record to
+/// the builder, in file order, up to the end record or the first problem. Node batches come back
+/// empty through `spares` to be filled again: the same few buffers pass between the threads,
+/// staying in the caches. Then reads whatever is left of the body (all of it when the builder
+/// stopped at a problem of its own) and says whether the checksum matches `stored`.
+fn read_records(
+    mut body: ChunkedBody,
+    mut preparer: NodePreparer,
+    batches: SyncSender<Batch>,
+    spares: Receiver<Vec<PreparedNode>>,
+    stored: u32,
+) -> std::io::Result<bool> {
+    let mut nodes = Vec::with_capacity(BATCH_NODES);
+    // ACL ids defined so far: a node naming another is refused here, where its path is known.
+    // Most nodes name the ACL of the node before them: that id is checked once.
+    let mut acl_ids = std::collections::HashSet::new();
+    let mut acl_id_seen = None;
+    // Sends the nodes gathered so far, if any, then `next`; false when the builder has stopped.
+    let send = move |nodes: &mut Vec<PreparedNode>, next: Option<Batch>| {
+        if !nodes.is_empty() {
+            let spare = spares.try_recv().unwrap_or_else(|_| Vec::with_capacity(BATCH_NODES));
+            if batches.send(Batch::Nodes(std::mem::replace(nodes, spare))).is_err() {
+                return false;
+            }
+        }
+        next.is_none_or(|next| batches.send(next).is_ok())
+    };
+    let last = loop {
+        if nodes.len() >= BATCH_NODES && !send(&mut nodes, None) {
+            // The builder stopped at a problem: only the checksum is left to tell.
+            return body.checksum_matches(stored);
+        }
+        if body.pending.is_empty() && !body.refill()? {
+            break Batch::Problem("no end record".into());
+        }
+        if body.pending.first() == Some(&TAG_NODE) {
+            let prepared = body.next_node(|path, data, acl_id, stat| {
+                if acl_id_seen != Some(acl_id) {
+                    if !acl_ids.contains(&acl_id) {
+                        return Err(format!("{path}: {}", RestoreError::UnknownAcl(acl_id)));
+                    }
+                    acl_id_seen = Some(acl_id);
+                }
+                preparer.prepare(path, data, acl_id, stat).map_err(|e| format!("{path}: {e}"))
+            })?;
+            match prepared {
+                Ok(Ok(node)) => {
+                    nodes.push(node);
+                    continue;
+                }
+                Ok(Err(problem)) => break Batch::Problem(problem),
+                Err(e) => break Batch::Problem(e.to_string()),
+            }
+        }
+        match body.next(decode_record)? {
+            Ok(Record::End) if body.pending.is_empty() && body.unread == 0 => break Batch::End,
+            Ok(Record::End) => break Batch::Problem("data after the end record".into()),
+            Ok(record) => {
+                if let Record::Acl(id, _) = record {
+                    acl_ids.insert(id);
+                }
+                if !send(&mut nodes, Some(Batch::Record(record))) {
+                    return body.checksum_matches(stored);
+                }
+            }
+            Err(e) => break Batch::Problem(e.to_string()),
+        }
+    };
+    // A builder that stopped already has its problem; the checksum is still to be told.
+    send(&mut nodes, Some(last));
+    drop(send);
+    body.checksum_matches(stored)
+}
+
+/// The builder's half of `load`: links the reading thread's records into `tree` in file order,
+/// handing emptied node batches back through `spares`. `None` when it reached the end record;
+/// otherwise the first problem (the reading thread's or the tree's).
+fn build(
+    tree: &mut DataTree,
+    sessions: &mut Vec<(i64, i32)>,
+    restorer: &mut TreeRestorer,
+    batches: Receiver<Batch>,
+    spares: SyncSender<Vec<PreparedNode>>,
+    body_len: usize,
+) -> Option<String> {
+    for batch in batches.iter() {
+        match batch {
+            Batch::Nodes(mut nodes) => {
+                for node in nodes.drain(..) {
+                    if let Err(e) = restorer.restore(tree, node) {
+                        return Some(format!("{}: {e}", restorer.refused_path()));
+                    }
+                }
+                // Dropped when the reading thread has spares enough.
+                let _ = spares.try_send(nodes);
+            }
+            Batch::Record(Record::Session(id, timeout_ms)) => sessions.push((id, timeout_ms)),
+            Batch::Record(Record::Acl(id, acl)) => restorer.acl(tree, id, &acl),
+            Batch::Record(Record::Count(nodes)) => {
                 let bound = body_len / NODE_RECORD_BYTES_MIN;
                 tree.reserve(usize::try_from(nodes).unwrap_or(0).min(bound));
             }
+            Batch::Record(Record::End) => return Some("data after the end record".into()),
+            Batch::End => return None,
+            Batch::Problem(problem) => return Some(problem),
         }
-    };
-    if !body.checksum_matches(stored).map_err(io)? {
-        return Err(invalid("checksum mismatch".into()));
     }
-    Err(invalid(problem))
+    // The reading thread ended without a last message: it failed, and says how when joined.
+    Some("the snapshot ended early".into())
 }
 
 /// Deletes all but the newest `retain` snapshots (at least one is always kept). Returns the zxid
@@ -543,6 +673,42 @@ mod tests {
         assert_eq!(reason(load(&path, true)), "checksum mismatch");
         fs::write(&path, &good[..good.len() - 20]).unwrap();
         assert_eq!(reason(load(&path, true)), "incomplete (no trailer)");
+        fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_node_the_tree_refuses_is_named_and_stops_the_load() {
+        let dir = crate::storage::txn_log::tests::tempdir();
+        let world = open_acl_unsafe();
+        let stat = StatPersisted { czxid: 1, mzxid: 1, pzxid: 1, ..StatPersisted::default() };
+        let write = |orphan_at: usize| {
+            let mut encoder = SnapshotEncoder::new(7, &[]);
+            let mut writer = SnapshotWriter::create(&dir, 7).unwrap();
+            encoder.node("", None, &world, &stat);
+            // Far more records than the reading thread may hold ahead of the builder.
+            for i in 0..20_000 {
+                let path = if i == orphan_at { "/no/parent".to_string() } else { format!("/n{i}") };
+                encoder.node(&path, Some(b"x"), &world, &stat);
+            }
+            writer.write(&encoder.finish()).unwrap();
+            writer.commit().unwrap()
+        };
+        for orphan_at in [0, 10_000, 19_999] {
+            let path = write(orphan_at);
+            match load(&path, false) {
+                Err(SnapshotError::Invalid { reason, .. }) => assert_eq!(reason, "/no/parent: cannot restore (NoNode)"),
+                other => panic!("loaded a snapshot with an orphan: {:?}", other.map(|l| l.zxid)),
+            }
+            // The same file with a byte changed after the orphan: the checksum names the damage.
+            let mut damaged = fs::read(&path).unwrap();
+            let at = damaged.len() - 40;
+            damaged[at] ^= 1;
+            fs::write(&path, &damaged).unwrap();
+            match load(&path, false) {
+                Err(SnapshotError::Invalid { reason, .. }) => assert_eq!(reason, "checksum mismatch"),
+                other => panic!("loaded a damaged snapshot: {:?}", other.map(|l| l.zxid)),
+            }
+        }
         fs::remove_dir_all(&dir).ok();
     }
 

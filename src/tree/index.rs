@@ -31,21 +31,32 @@ pub(super) struct NodeIndex {
     drain_at: usize,
     /// While growing: slots visited per insert, so the drain ends well before `table` fills.
     drain_slots: usize,
-    /// Fixed-key hasher: the index layout (not any observable order) depends on it. foldhash, not
-    /// std's SipHash: every path segment of every request is hashed here, and SipHash was 4.6% of
-    /// the server's CPU samples under getData load (README, BENCHMARKS). Resistance to crafted
-    /// colliding names is unchanged: the SipHash key was fixed (zero) too, so bucket collisions
-    /// could be brute-forced offline either way.
-    hasher: FixedState,
 }
 
-fn key_hash(hasher: &FixedState, parent: NodeId, name: &[u8]) -> u64 {
-    hasher.hash_one((parent, name))
+/// The hash of a name alone: half of an index key, the half that does not depend on where the
+/// node sits, so a snapshot loader can compute it on the thread that decodes the records
+/// (`restorer`) and the tree's thread only mixes in the parent.
+pub(super) fn name_hash(name: &[u8]) -> u64 {
+    NAME_HASHER.hash_one(name)
 }
 
-fn node_hash(hasher: &FixedState, nodes: &[Option<Node>], id: NodeId) -> u64 {
+/// Fixed-key hasher of names: the index layout (not any observable order) depends on it.
+/// foldhash, not std's SipHash: every path segment of every request is hashed here, and SipHash
+/// was 4.6% of the server's CPU samples under getData load (README, BENCHMARKS). Resistance to
+/// crafted colliding names is unchanged: the SipHash key was fixed (zero) too, so bucket
+/// collisions could be brute-forced offline either way.
+const NAME_HASHER: FixedState = FixedState::with_seed(0x6665_7272_6f6b_6565);
+/// Mixes a parent id into a name's hash.
+const KEY_HASHER: FixedState = FixedState::with_seed(0x6b65_7065_7273_6b65);
+
+/// The index key of the child of `parent` whose name hashes to `name_hash`.
+pub(super) fn key_hash(parent: NodeId, name_hash: u64) -> u64 {
+    KEY_HASHER.hash_one((parent, name_hash))
+}
+
+fn node_hash(nodes: &[Option<Node>], id: NodeId) -> u64 {
     match nodes.get(id as usize) {
-        Some(Some(n)) => key_hash(hasher, n.parent, n.block.name_bytes()),
+        Some(Some(n)) => key_hash(n.parent, name_hash(n.block.name_bytes())),
         _ => 0,
     }
 }
@@ -57,13 +68,22 @@ impl NodeIndex {
             old: HashTable::new(),
             drain_at: 0,
             drain_slots: DRAIN_SLOTS_MIN,
-            hasher: FixedState::with_seed(0x6665_7272_6f6b_6565),
         }
     }
 
     /// The child of `parent` named `name`.
     pub(super) fn find(&self, nodes: &[Option<Node>], parent: NodeId, name: &[u8]) -> Option<NodeId> {
-        let hash = key_hash(&self.hasher, parent, name);
+        self.find_hashed(nodes, parent, name, key_hash(parent, name_hash(name)))
+    }
+
+    /// The child of `parent` named `name`, whose key hashes to `hash` (`key_hash`).
+    pub(super) fn find_hashed(
+        &self,
+        nodes: &[Option<Node>],
+        parent: NodeId,
+        name: &[u8],
+        hash: u64,
+    ) -> Option<NodeId> {
         let is = |&id: &NodeId| matches!(&nodes[id as usize], Some(n) if n.parent == parent && n.block.name_bytes() == name);
         match self.table.find(hash, is) {
             Some(&id) => Some(id),
@@ -72,19 +92,18 @@ impl NodeIndex {
         }
     }
 
-    /// Adds node `id`, already in its slab slot.
-    pub(super) fn insert(&mut self, nodes: &[Option<Node>], id: NodeId) {
+    /// Adds node `id`, already in its slab slot, whose key hashes to `hash` (`key_hash`).
+    pub(super) fn insert_hashed(&mut self, nodes: &[Option<Node>], id: NodeId, hash: u64) {
         if self.old.is_empty() && self.table.len() >= self.table.capacity() {
             self.grow(nodes.len());
         }
         self.drain(nodes, self.drain_slots);
-        let hasher = &self.hasher;
-        self.table.insert_unique(node_hash(hasher, nodes, id), id, |&other| node_hash(hasher, nodes, other));
+        self.table.insert_unique(hash, id, |&other| node_hash(nodes, other));
     }
 
     /// Removes node `id`, whose slot no longer holds it: `parent` and `name` were its key.
     pub(super) fn remove(&mut self, parent: NodeId, name: &[u8], id: NodeId) {
-        let hash = key_hash(&self.hasher, parent, name);
+        let hash = key_hash(parent, name_hash(name));
         if let Ok(entry) = self.table.find_entry(hash, |&other| other == id) {
             entry.remove();
         } else if let Ok(entry) = self.old.find_entry(hash, |&other| other == id) {
@@ -95,8 +114,7 @@ impl NodeIndex {
     /// Room for `additional` more nodes without growing (a snapshot says how many it holds).
     pub(super) fn reserve(&mut self, nodes: &[Option<Node>], additional: usize) {
         self.drain(nodes, usize::MAX);
-        let hasher = &self.hasher;
-        self.table.reserve(additional, |&other| node_hash(hasher, nodes, other));
+        self.table.reserve(additional, |&other| node_hash(nodes, other));
     }
 
     /// Number of nodes indexed.
@@ -126,17 +144,16 @@ impl NodeIndex {
             return;
         }
         let end = self.drain_at.saturating_add(slots).min(nodes.len());
-        let hasher = &self.hasher;
         for id in self.drain_at..end {
             let id = id as NodeId;
             if nodes[id as usize].is_none() {
                 continue;
             }
-            let hash = node_hash(hasher, nodes, id);
+            let hash = node_hash(nodes, id);
             // A node created since the growth began is in the new table already.
             if let Ok(entry) = self.old.find_entry(hash, |&other| other == id) {
                 entry.remove();
-                self.table.insert_unique(hash, id, |&other| node_hash(hasher, nodes, other));
+                self.table.insert_unique(hash, id, |&other| node_hash(nodes, other));
             }
         }
         self.drain_at = end;

@@ -31,7 +31,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 pub use acl_table::{AclId, AclTable};
-pub use restorer::{RestoreError, TreeRestorer};
+pub use restorer::{NodePreparer, PreparedNode, RestoreError, TreeRestorer};
 pub use snapshot_cursor::SnapshotCursor;
 
 use crate::proto::consts::{CONTAINER_EPHEMERAL_OWNER, CONFIG_PATH, EXTENDED_MASK, QUOTA_PATH, ZOOKEEPER_PATH};
@@ -268,7 +268,8 @@ impl ExactSizeIterator for ChildNames<'_> {}
 
 /// Splits `/a/b/c` into (`/a/b`, `c`) and `/a` into (`/`, `a`). `None` when there is no `/`.
 pub fn split_parent(path: &str) -> Option<(&str, &str)> {
-    let slash = path.rfind('/')?;
+    // A byte search: `rfind('/')`'s char searcher cost 5% of a snapshot load's reading thread.
+    let slash = path.bytes().rposition(|b| b == b'/')?;
     let parent = if slash == 0 { "/" } else { &path[..slash] };
     Some((parent, &path[slash + 1..]))
 }
@@ -543,11 +544,19 @@ impl DataTree {
         stat: StatPersisted,
     ) -> NodeId {
         debug_assert!(self.find_child(parent, name).is_none());
+        let (slot, block) = split_stat(&stat);
+        let block = NodeBlock::new(name, data, &block);
+        let hash = index::key_hash(parent, index::name_hash(block.name_bytes()));
+        self.link_block(parent, block, slot, acl, path_len, hash)
+    }
+
+    /// `link_child` for a node whose block is built: `hash` is its index key's (`index::key_hash`).
+    fn link_block(&mut self, parent: NodeId, block: NodeBlock, slot: NodeStat, acl: AclId, path_len: usize, hash: u64) -> NodeId {
+        let data_len = block.data_len();
         let oldest = self.node(parent).first_child;
         let newest = if oldest == NONE { NONE } else { self.node(oldest).prev_sibling };
-        let (slot, block) = split_stat(&stat);
         let id = self.alloc(Node {
-            block: NodeBlock::new(name, data, &block),
+            block,
             stat: slot,
             acl,
             parent,
@@ -564,8 +573,8 @@ impl DataTree {
             self.node_mut(oldest).prev_sibling = id;
         }
         self.node_mut(parent).num_children += 1;
-        self.index.insert(&self.nodes, id);
-        self.data_size += (path_len + data.map_or(0, <[u8]>::len)) as u64;
+        self.index.insert_hashed(&self.nodes, id, hash);
+        self.data_size += (path_len + data_len) as u64;
         id
     }
 
@@ -821,14 +830,22 @@ impl DataTree {
 
     /// Replaces a restored node's data, ACL (taking over one reference to `acl`) and Stat.
     fn overwrite_node(&mut self, id: NodeId, data: Option<&[u8]>, acl: AclId, stat: StatPersisted) {
+        let (slot, block) = split_stat(&stat);
+        let block = NodeBlock::new(self.node(id).block.name(), data, &block);
+        self.overwrite_block(id, block, slot, acl);
+    }
+
+    /// Gives node `id` a new `block` (carrying the node's name), Stat `slot` and ACL `acl` (taking
+    /// over one reference).
+    fn overwrite_block(&mut self, id: NodeId, block: NodeBlock, slot: NodeStat, acl: AclId) {
+        let new_len = block.data_len() as u64;
         let node = self.node_mut(id);
         let old_len = node.block.data_len() as u64;
-        let (slot, block) = split_stat(&stat);
-        node.block.reset(data, &block);
+        node.block = block;
         node.stat = slot;
         let old_acl = std::mem::replace(&mut node.acl, acl);
         self.acls.release(old_acl);
-        self.data_size = self.data_size.saturating_sub(old_len) + data.map_or(0, <[u8]>::len) as u64;
+        self.data_size = self.data_size.saturating_sub(old_len) + new_len;
     }
 
     /// Records a new node in the ephemeral, container or TTL index its kind belongs to.

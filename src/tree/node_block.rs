@@ -122,7 +122,10 @@ impl NodeBlock {
         } else {
             0
         };
-        let mut bytes = Vec::with_capacity(HEADER_LEN_MAX + name.len() + flags_len + data_bytes.len());
+        // The exact length, so that `into_boxed_slice` keeps the allocation instead of shrinking it
+        // (a reallocation per node: 2% of a snapshot load's reading thread, `perf`).
+        let header_len = (u64::BITS - header.leading_zeros()).div_ceil(7).max(1) as usize;
+        let mut bytes = Vec::with_capacity(header_len + name.len() + flags_len + data_bytes.len());
         while header >= 0x80 {
             bytes.push((header as u8 & 0x7f) | 0x80);
             header >>= 7;
@@ -144,6 +147,7 @@ impl NodeBlock {
             }
         }
         bytes.extend_from_slice(data_bytes);
+        debug_assert_eq!(bytes.len(), bytes.capacity(), "a node block's length was mispredicted");
         NodeBlock { bytes: bytes.into_boxed_slice() }
     }
 
