@@ -272,10 +272,9 @@ impl TreeRestorer {
         restored
     }
 
-    /// Restores one prepared node. The nodes must come
-    /// from one `NodePreparer`, in the order it prepared them, and the restore stops at the first
-    /// error (after which the two halves' paths differ). On `Rejected`, `refused_path` names
-    /// the node.
+    /// Restores one prepared node. The nodes must come from one `NodePreparer`, in the order it
+    /// prepared them, and the restore stops at the first error (after which the two halves' paths
+    /// differ). On `Rejected`, `refused_path` names the node.
     pub fn restore(&mut self, tree: &mut DataTree, node: PreparedNode) -> Result<(), RestoreError> {
         let file_acl = node.file_acl;
         let acl = match self.last_acl {
