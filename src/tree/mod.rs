@@ -336,6 +336,12 @@ impl DataTree {
     /// Finds the node at `path`. Malformed paths (no leading `/`, empty segments, a trailing `/`)
     /// are simply not found, as in ZooKeeper's path-keyed map.
     pub fn lookup(&self, path: &str) -> Option<NodeId> {
+        self.lookup_visiting(path, |_| {})
+    }
+
+    /// `lookup`, calling `visit` with each node found on the way below the root, the last one
+    /// included.
+    fn lookup_visiting(&self, path: &str, mut visit: impl FnMut(NodeId)) -> Option<NodeId> {
         if path == "/" {
             return Some(ROOT);
         }
@@ -346,6 +352,7 @@ impl DataTree {
                 return None;
             }
             id = self.find_child(id, segment)?;
+            visit(id);
         }
         Some(id)
     }

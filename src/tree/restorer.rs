@@ -303,19 +303,15 @@ impl TreeRestorer {
             Place::Parent => {
                 let parent_path = node.rare.as_deref().map_or("/", |rare| rare.parent_path.as_str());
                 self.ancestors.truncate(1);
-                let mut id = ROOT;
-                for segment in parent_path.split('/').skip(1).filter(|_| parent_path != "/") {
-                    match (!segment.is_empty()).then(|| tree.find_child(id, segment)).flatten() {
-                        Some(child) => id = child,
-                        None => {
-                            let name = std::str::from_utf8(node.block.name_bytes()).unwrap_or_default();
-                            let path = format!("{}/{name}", parent_path.trim_end_matches('/'));
-                            return Err(self.refuse(&path));
-                        }
+                let ancestors = &mut self.ancestors;
+                match tree.lookup_visiting(parent_path, |id| ancestors.push(id)) {
+                    Some(id) => id,
+                    None => {
+                        let name = std::str::from_utf8(node.block.name_bytes()).unwrap_or_default();
+                        let path = format!("{}/{name}", parent_path.trim_end_matches('/'));
+                        return Err(self.refuse(&path));
                     }
-                    self.ancestors.push(id);
                 }
-                id
             }
         };
         tree.acls.retain(acl);
@@ -511,6 +507,11 @@ mod tests {
         assert_eq!(
             restorer.node(&mut tree, "x", None, 0, stat(1, 0)),
             Err(RestoreError::Rejected(ErrorCode::BadArguments))
+        );
+        // A parent path without its leading `/` names no node (not the root).
+        assert_eq!(
+            restorer.node(&mut tree, "x/y", None, 0, stat(1, 0)),
+            Err(RestoreError::Rejected(ErrorCode::NoNode))
         );
         restorer.node(&mut tree, "/x", None, 0, stat(1, 0)).unwrap();
         restorer.node(&mut tree, "/x/y", None, 0, stat(2, 0)).unwrap();
