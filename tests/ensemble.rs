@@ -213,9 +213,13 @@ fn zookeeper_followers_serve_clients_of_a_ferrokeeper_leader() {
 #[test]
 fn ferrokeeper_follows_a_zookeeper_leader_and_serves_its_clients() {
     const NET: u8 = 49;
+    // ZooKeeper 3 is looking before the others start, so the first quorum always counts its vote
+    // and elects it (highest sid, equal zxids). Started together, ferrokeeper 1 and ZooKeeper 2
+    // could form a quorum while 3's JVM was still starting, and elect 2.
+    let three = ZooKeeper::start(NET, 3, 3, "");
+    three.wait_for_log("QuorumPeer - LOOKING", Duration::from_secs(60));
     let fk = Ferrokeeper::start(NET, 1, 3, "");
     let two = ZooKeeper::start(NET, 2, 3, "");
-    let three = ZooKeeper::start(NET, 3, 3, "");
     let leader = leader_among(NET, &[1, 2, 3], Duration::from_secs(90));
     assert_eq!(leader, 3, "{}\n{}", fk.log(), three.log());
     let mut on_fk = Client::connect(NET, 1);
