@@ -68,6 +68,15 @@ impl TxnSink {
         }
     }
 
+    /// Writes and syncs txns on the calling thread when this sink is an idle log writer
+    /// (`LogWriter::append_here`); otherwise hands them back.
+    pub fn append_here(&self, generation: u64, txns: Vec<Txn>) -> Result<(), Vec<Txn>> {
+        match self {
+            TxnSink::Log(writer) => writer.append_here(generation, txns),
+            TxnSink::Leader { .. } | TxnSink::Follower { .. } => Err(txns),
+        }
+    }
+
     /// Drops log entries up to `zxid` (a snapshot made them unnecessary).
     pub fn purge_through(&self, zxid: i64) {
         match self {

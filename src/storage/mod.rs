@@ -18,7 +18,8 @@ pub mod txn_log;
 pub mod zk_format;
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -249,6 +250,11 @@ enum LogCommand {
 pub struct LogWriter {
     tx: mpsc::Sender<LogCommand>,
     durability: watch::Receiver<Durability>,
+    /// The log and what its writer keeps, shared with the writer thread: whoever holds the lock
+    /// writes (the thread, or the pipeline through `append_here`).
+    state: Arc<Mutex<WriterState>>,
+    /// Commands sent to the thread that it has not finished yet.
+    queued: Arc<AtomicUsize>,
     thread: Option<thread::JoinHandle<Option<TxnLog>>>,
 }
 
@@ -258,22 +264,63 @@ impl LogWriter {
     pub fn start(log: TxnLog, durable_zxid: i64, force_sync: bool, max_batch_txns: usize) -> LogWriter {
         let (tx, rx) = mpsc::channel::<LogCommand>();
         let (durability_tx, durability) = watch::channel(Durability { durable_zxid, ..Durability::default() });
+        let state = Arc::new(Mutex::new(WriterState {
+            log: WriterLog {
+                path: log.path().to_path_buf(),
+                direct_io: log.direct_io(),
+                log: Some(log),
+                damaged: false,
+                last_reopen: None,
+            },
+            generation: 0,
+            durable_zxid,
+            pending: Vec::new(),
+            last_alive_written: 0,
+            refused_batches: 0,
+            durability: durability_tx,
+            force_sync,
+        }));
+        let queued = Arc::new(AtomicUsize::new(0));
+        let (thread_state, thread_queued) = (state.clone(), queued.clone());
+        let max_batch_txns = max_batch_txns.max(1);
         let thread = thread::Builder::new()
             .name("txn-log-writer".into())
-            .spawn(move || writer_loop(log, rx, durability_tx, force_sync, max_batch_txns.max(1)))
+            .spawn(move || writer_loop(&thread_state, &thread_queued, rx, max_batch_txns))
             .ok();
-        LogWriter { tx, durability, thread }
+        LogWriter { tx, durability, state, queued, thread }
     }
 
     /// Queues txns prepped under failure count `generation`.
     pub fn submit(&self, generation: u64, txns: Vec<Txn>) {
-        // The thread only stops when this handle is dropped.
-        let _ = self.tx.send(LogCommand::Append { generation, txns });
+        self.send(LogCommand::Append { generation, txns });
+    }
+
+    /// Writes and syncs txns prepped under failure count `generation` on the calling thread,
+    /// when the writer thread has nothing queued and is not writing; otherwise hands them back.
+    /// The caller must be the only one submitting, so nothing it submitted can be overtaken.
+    ///
+    /// For a pipeline that holds nothing but these txns: it could do nothing else while they
+    /// sync, and doing it here spares two thread wake-ups (the writer's, then the pipeline's).
+    pub fn append_here(&self, generation: u64, txns: Vec<Txn>) -> Result<(), Vec<Txn>> {
+        if self.queued.load(Ordering::Acquire) != 0 {
+            return Err(txns);
+        }
+        let Ok(mut state) = self.state.try_lock() else { return Err(txns) };
+        state.handle(vec![LogCommand::Append { generation, txns }]);
+        Ok(())
     }
 
     /// Asks the writer to drop log entries up to `zxid` (after a snapshot made them unnecessary).
     pub fn purge_through(&self, zxid: i64) {
-        let _ = self.tx.send(LogCommand::PurgeThrough(zxid));
+        self.send(LogCommand::PurgeThrough(zxid));
+    }
+
+    fn send(&self, command: LogCommand) {
+        self.queued.fetch_add(1, Ordering::AcqRel);
+        // The thread only stops when this handle is dropped.
+        if self.tx.send(command).is_err() {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 
     /// Durability updates.
@@ -345,70 +392,43 @@ impl WriterLog {
     }
 }
 
-fn writer_loop(
-    log: TxnLog,
-    rx: mpsc::Receiver<LogCommand>,
+/// The log writer's state: the log, the failure count and what the pipeline is told.
+struct WriterState {
+    log: WriterLog,
+    generation: u64,
+    durable_zxid: i64,
+    pending: Vec<Txn>,
+    last_alive_written: i64,
+    /// Batches refused since the log last accepted one: the first is logged as an error, the
+    /// rest only counted, so a full disk gives one clear line rather than one per write.
+    refused_batches: u64,
     durability: watch::Sender<Durability>,
     force_sync: bool,
-    max_batch_txns: usize,
-) -> Option<TxnLog> {
-    let mut generation = 0u64;
-    let mut durable_zxid = durability.borrow().durable_zxid;
-    let mut pending: Vec<Txn> = Vec::new();
-    let mut last_alive_written = 0i64;
-    let mut log = WriterLog {
-        path: log.path().to_path_buf(),
-        direct_io: log.direct_io(),
-        log: Some(log),
-        damaged: false,
-        last_reopen: None,
-    };
-    // Batches refused since the log last accepted one: the first is logged as an error, the rest
-    // only counted, so a full disk gives one clear line rather than one per write.
-    let mut refused_batches = 0u64;
-    loop {
-        // While the log is damaged, wake up often enough to notice the disk accepting writes.
-        let wait = if log.damaged {
-            REOPEN_INTERVAL
-        } else {
-            Duration::from_secs(1)
-        };
-        let first = match rx.recv_timeout(wait) {
-            Ok(command) => Some(command),
-            Err(mpsc::RecvTimeoutError::Timeout) => None,
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
-        };
-        let mut commands: Vec<LogCommand> = first.into_iter().collect();
-        // Group commit: everything already queued goes into the same synced batch.
-        while pending.len() < max_batch_txns {
-            match rx.try_recv() {
-                Ok(command) => commands.push(command),
-                Err(_) => break,
-            }
-            if let Some(LogCommand::Append { txns, .. }) = commands.last() {
-                if pending.len() + txns.len() >= max_batch_txns {
-                    break;
-                }
-            }
-        }
+}
+
+impl WriterState {
+    /// Writes the appends among `commands` in one synced batch, then purges and keeps the
+    /// last-alive time fresh; with no commands (an idle wake-up) only the latter two.
+    fn handle(&mut self, commands: Vec<LogCommand>) {
         let mut purge = None;
         for command in commands {
             match command {
-                LogCommand::Append { generation: g, txns } if g == generation => pending.extend(txns),
+                LogCommand::Append { generation: g, txns } if g == self.generation => self.pending.extend(txns),
                 LogCommand::Append { .. } => {} // prepped before a failure the pipeline has not seen yet
                 LogCommand::PurgeThrough(zxid) => purge = Some(zxid),
             }
         }
-        let pending_was_empty = pending.is_empty();
-        if !pending.is_empty() {
-            let first_zxid = pending[0].header.zxid;
-            let last = pending.last().map_or(durable_zxid, |t| t.header.zxid);
+        let log = &mut self.log;
+        let pending_was_empty = self.pending.is_empty();
+        if !self.pending.is_empty() {
+            let first_zxid = self.pending[0].header.zxid;
+            let last = self.pending.last().map_or(self.durable_zxid, |t| t.header.zxid);
             // fsynctime: the append alone (write + sync), not a repair before it.
             let mut sync_ms = 0;
-            let written = log.repair(durable_zxid).and_then(|()| match &log.log {
+            let written = log.repair(self.durable_zxid).and_then(|()| match &log.log {
                 Some(l) => {
                     let started = std::time::Instant::now();
-                    let appended = l.append(&pending, force_sync).map_err(|e| e.to_string());
+                    let appended = l.append(&self.pending, self.force_sync).map_err(|e| e.to_string());
                     sync_ms = started.elapsed().as_millis() as i64;
                     appended
                 }
@@ -416,12 +436,13 @@ fn writer_loop(
             });
             match written {
                 Ok(()) => {
-                    durable_zxid = last;
-                    if refused_batches > 0 {
-                        info!(refused_batches, "the transaction log accepts writes again");
-                        refused_batches = 0;
+                    self.durable_zxid = last;
+                    if self.refused_batches > 0 {
+                        info!(refused_batches = self.refused_batches, "the transaction log accepts writes again");
+                        self.refused_batches = 0;
                     }
-                    durability.send_modify(|d| {
+                    let force_sync = self.force_sync;
+                    self.durability.send_modify(|d| {
                         d.durable_zxid = last;
                         if force_sync {
                             d.syncs += 1;
@@ -433,54 +454,96 @@ fn writer_loop(
                     });
                 }
                 Err(e) => {
-                    if refused_batches == 0 {
+                    if self.refused_batches == 0 {
                         error!(
                             "refusing writes until the transaction log accepts them again: could not persist txns {first_zxid:#x}..={last:#x}: {e}"
                         );
                     } else {
                         debug!("still refusing writes: txns {first_zxid:#x}..={last:#x}: {e}");
                     }
-                    refused_batches += 1;
-                    generation += 1;
+                    self.refused_batches += 1;
+                    self.generation += 1;
                     // Whatever part of the batch may have reached the disk is not acknowledged:
                     // remove it (now, or before the next append) so the zxids can be reused.
                     log.damaged = true;
-                    let _ = log.repair(durable_zxid);
-                    durability.send_modify(|d| {
+                    let _ = log.repair(self.durable_zxid);
+                    let generation = self.generation;
+                    self.durability.send_modify(|d| {
                         d.failures = generation;
                         d.last_error = Some(e);
                     });
                 }
             }
-            pending.clear();
+            self.pending.clear();
         }
         if pending_was_empty && log.damaged {
             // Idle after a failure: try to recover now, so the next write finds the log ready.
-            let _ = log.repair(durable_zxid);
+            let _ = log.repair(self.durable_zxid);
         }
         if let (Some(zxid), false, Some(l)) = (purge, log.damaged, &log.log) {
-            if let Err(e) = l.purge_through(zxid.min(durable_zxid)) {
+            if let Err(e) = l.purge_through(zxid.min(self.durable_zxid)) {
                 warn!("could not purge the log through {zxid:#x}: {e}");
             }
         }
         let now = now_wall_ms();
-        if now - last_alive_written >= 1000 && !log.damaged {
+        if now - self.last_alive_written >= 1000 && !log.damaged {
             // Not synced: it only bounds how long sessions may have lived while the server was down.
             if log
                 .log
                 .as_ref()
                 .is_some_and(|l| l.set_meta_unsynced(LAST_ALIVE_KEY, now).is_ok())
             {
-                last_alive_written = now;
+                self.last_alive_written = now;
             }
         }
     }
-    if let Some(l) = &log.log {
-        if !log.damaged {
+}
+
+fn lock(state: &Mutex<WriterState>) -> std::sync::MutexGuard<'_, WriterState> {
+    state.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn writer_loop(
+    state: &Mutex<WriterState>,
+    queued: &AtomicUsize,
+    rx: mpsc::Receiver<LogCommand>,
+    max_batch_txns: usize,
+) -> Option<TxnLog> {
+    loop {
+        // While the log is damaged, wake up often enough to notice the disk accepting writes.
+        let wait = if lock(state).log.damaged {
+            REOPEN_INTERVAL
+        } else {
+            Duration::from_secs(1)
+        };
+        let first = match rx.recv_timeout(wait) {
+            Ok(command) => Some(command),
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        let mut commands: Vec<LogCommand> = first.into_iter().collect();
+        let txns_in = |command: &LogCommand| match command {
+            LogCommand::Append { txns, .. } => txns.len(),
+            LogCommand::PurgeThrough(_) => 0,
+        };
+        // Group commit: what is already queued goes into the same synced batch, up to maxBatchSize.
+        let mut batch_txns: usize = commands.iter().map(txns_in).sum();
+        while batch_txns < max_batch_txns {
+            let Ok(command) = rx.try_recv() else { break };
+            batch_txns += txns_in(&command);
+            commands.push(command);
+        }
+        let taken = commands.len();
+        lock(state).handle(commands);
+        queued.fetch_sub(taken, Ordering::AcqRel);
+    }
+    let mut state = lock(state);
+    if let Some(l) = &state.log.log {
+        if !state.log.damaged {
             let _ = l.set_meta_unsynced(LAST_ALIVE_KEY, now_wall_ms());
         }
     }
-    log.log
+    state.log.log.take()
 }
 
 /// Lowers the calling thread's CPU priority to the lowest (nice 19). The snapshot writer spends
@@ -689,6 +752,49 @@ mod tests {
         assert_eq!(restored.sessions, vec![(3, 5000)]);
         assert_eq!(restored.tree.ephemerals_of(3), vec!["/a"]);
         assert!(restored.last_alive_ms.is_some());
+        drop(log);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn append_here_writes_on_the_callers_thread_only_when_the_writer_has_nothing_queued() {
+        let dir = txn_log::tests::tempdir();
+        let layout = Layout::new(&dir, &dir);
+        layout.create_dirs().unwrap();
+        let writer = LogWriter::start(TxnLog::open(&layout.log_dir).unwrap(), 0, true, 1000);
+        let session = |zxid| txn(zxid, TxnBody::CreateSession { timeout_ms: 5000 });
+        // Idle writer: written and synced before the call returns.
+        assert!(writer.append_here(0, vec![session(1)]).is_ok());
+        let d = writer.durability().borrow().clone();
+        assert_eq!((d.durable_zxid, d.syncs, d.recent_sync_ms.len()), (1, 1, 1));
+        // While the thread holds a command it has not written, the txns come back to be queued
+        // behind it: they must not overtake it.
+        let guard = lock(&writer.state);
+        writer.submit(0, vec![session(2)]);
+        let back = writer.append_here(0, vec![session(3)]).unwrap_err();
+        assert_eq!(back.len(), 1);
+        drop(guard);
+        writer.submit(0, back);
+        let mut durability = writer.durability();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            while durability.borrow().durable_zxid < 3 {
+                durability.changed().await.unwrap();
+            }
+        });
+        // Txns prepped under an older failure count are dropped, here as on the thread.
+        assert!(writer.append_here(7, vec![session(4)]).is_ok());
+        assert_eq!(writer.durability().borrow().durable_zxid, 3);
+        assert!(writer.append_here(0, vec![session(4)]).is_ok());
+        assert_eq!(writer.durability().borrow().durable_zxid, 4);
+        let log = writer.stop().unwrap();
+        let mut zxids = Vec::new();
+        log.read_after(0, |t| {
+            zxids.push(t.header.zxid);
+            true
+        })
+        .unwrap();
+        assert_eq!(zxids, vec![1, 2, 3, 4]);
         drop(log);
         std::fs::remove_dir_all(&dir).ok();
     }
