@@ -39,6 +39,9 @@ use crate::server::core::{ConnId, Core, IdMap, Now, Output};
 use crate::server::replication::{TxnSink, Upstream, ZabEvent, ZabLink};
 use crate::storage::{snapshot, Durability, SnapshotJob, SnapshotProgress};
 
+/// The pipeline syncs a lone write itself (`LogWriter::append_here`) only while the last sync
+/// took less than this.
+const SYNC_HERE_MS_MAX: i64 = 2;
 /// Frames a connection may have queued for writing before it counts as not reading.
 const OUTBOUND_QUEUE_FRAMES: usize = 16_384;
 /// Queued reply bytes above which a connection's requests are no longer read (back-pressure).
@@ -316,10 +319,16 @@ pub async fn run_core(
                 }
                 // With nothing else in the pipeline, nothing could be done while these txns sync
                 // but answer requests that have not arrived yet: they are synced here, sparing two
-                // thread wake-ups (the log writer's, then this task's), about a third of a lone
-                // write's latency (README, BENCHMARKS). A request arriving meanwhile waits for
-                // the sync, as it would behind the write on its own session.
-                let alone = events.is_empty() && core.outstanding() <= txns.len();
+                // thread wake-ups (the log writer's, then this task's), a fifth of a lone write's
+                // latency (README, BENCHMARKS). A request arriving meanwhile waits for the sync,
+                // as a read behind a sync does in ZooKeeper's standalone pipeline. Only while the
+                // disk syncs quickly: after a slow sync, writes go to the writer thread again until
+                // one is quick, so a stalling disk does not stall the reads of other sessions.
+                let alone = events.is_empty()
+                    && core.outstanding() <= txns.len()
+                    && durability.as_ref().is_some_and(|rx| {
+                        rx.borrow().recent_sync_ms.back().is_none_or(|&ms| ms < SYNC_HERE_MS_MAX)
+                    });
                 let written_here = if alone {
                     p.writer.append_here(core.log_generation(), txns)
                 } else {
