@@ -317,15 +317,17 @@ pub async fn run_core(
                 if txns.is_empty() {
                     break;
                 }
-                // With nothing else in the pipeline, nothing could be done while these txns sync
-                // but answer requests that have not arrived yet: they are synced here, sparing two
+                // With nothing else in the pipeline, nothing could be done while a lone txn syncs
+                // but answer requests that have not arrived yet: it is synced here, sparing two
                 // thread wake-ups (the log writer's, then this task's), a fifth of a lone write's
-                // latency (README, BENCHMARKS). A request arriving meanwhile waits for the sync,
+                // latency (README, BENCHMARKS). A batch goes to the writer thread, so the next one is
+                // prepped while it syncs. A request arriving meanwhile waits for the sync,
                 // as a read behind a sync does in ZooKeeper's standalone pipeline. Only while the
                 // disk syncs quickly: after a slow sync, writes go to the writer thread again until
                 // one is quick, so a stalling disk does not stall the reads of other sessions.
                 let alone = events.is_empty()
-                    && core.outstanding() <= txns.len()
+                    && txns.len() == 1
+                    && core.outstanding() <= 1
                     && durability.as_ref().is_some_and(|rx| {
                         rx.borrow().recent_sync_ms.back().is_none_or(|&ms| ms < SYNC_HERE_MS_MAX)
                     });
