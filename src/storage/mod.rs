@@ -763,8 +763,21 @@ mod tests {
         layout.create_dirs().unwrap();
         let writer = LogWriter::start(TxnLog::open(&layout.log_dir).unwrap(), 0, true, 1000);
         let session = |zxid| txn(zxid, TxnBody::CreateSession { timeout_ms: 5000 });
-        // Idle writer: written and synced before the call returns.
-        assert!(writer.append_here(0, vec![session(1)]).is_ok());
+        // The thread is idle but for its once-a-second wake-up, and it may still be finishing the
+        // last command it took (it counts a command done after releasing the state).
+        let append_once_idle = |generation: u64, mut txns: Vec<Txn>| {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                match writer.append_here(generation, txns) {
+                    Ok(()) => return,
+                    Err(back) if std::time::Instant::now() < deadline => txns = back,
+                    Err(_) => panic!("the writer thread never became idle"),
+                }
+                thread::sleep(Duration::from_millis(1));
+            }
+        };
+        // Written and synced before the call returns.
+        append_once_idle(0, vec![session(1)]);
         let d = writer.durability().borrow().clone();
         assert_eq!((d.durable_zxid, d.syncs, d.recent_sync_ms.len()), (1, 1, 1));
         // While the thread holds a command it has not written, the txns come back to be queued
@@ -783,9 +796,9 @@ mod tests {
             }
         });
         // Txns prepped under an older failure count are dropped, here as on the thread.
-        assert!(writer.append_here(7, vec![session(4)]).is_ok());
+        append_once_idle(7, vec![session(4)]);
         assert_eq!(writer.durability().borrow().durable_zxid, 3);
-        assert!(writer.append_here(0, vec![session(4)]).is_ok());
+        append_once_idle(0, vec![session(4)]);
         assert_eq!(writer.durability().borrow().durable_zxid, 4);
         let log = writer.stop().unwrap();
         let mut zxids = Vec::new();
