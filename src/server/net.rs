@@ -25,6 +25,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Buf, Bytes, BytesMut};
 
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tracing::{debug, info, warn};
@@ -117,7 +119,7 @@ pub enum CoreEvent {
 /// writer task, with a count of queued bytes shared with that writer.
 #[derive(Debug, Clone)]
 pub struct Outbound {
-    stream: Arc<TcpStream>,
+    stream: Arc<OwnedWriteHalf>,
     tx: mpsc::Sender<Bytes>,
     queued: Arc<QueuedBytes>,
 }
@@ -750,23 +752,20 @@ enum ReadError {
     Fatal(String),
 }
 
-/// Reads what the socket has (at least one byte) into `buf`.
-async fn read_some(stream: &TcpStream, buf: &mut BytesMut) -> Result<(), ReadError> {
+/// Reads what the socket has (at least one byte) into `buf`. Through `AsyncRead`, which forgets the
+/// socket's readiness after a read that left room in the buffer: the next read waits for epoll
+/// instead of trying the socket again (`try_read_buf` would, and get EAGAIN: one wasted system
+/// call per request at one request in flight).
+async fn read_some<R: AsyncRead + Unpin>(reader: &mut R, buf: &mut BytesMut) -> Result<(), ReadError> {
     buf.reserve(READ_CHUNK_BYTES);
-    loop {
-        if let Err(e) = stream.readable().await {
-            return Err(ReadError::Fatal(e.to_string()));
-        }
-        match stream.try_read_buf(buf) {
-            Ok(0) => return Err(ReadError::Closed),
-            Ok(_) => return Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(ReadError::Fatal(e.to_string())),
-        }
+    match reader.read_buf(buf).await {
+        Ok(0) => Err(ReadError::Closed),
+        Ok(_) => Ok(()),
+        Err(e) => Err(ReadError::Fatal(e.to_string())),
     }
 }
 
-async fn fill(stream: &TcpStream, buf: &mut BytesMut, want: usize) -> Result<(), ReadError> {
+async fn fill<R: AsyncRead + Unpin>(stream: &mut R, buf: &mut BytesMut, want: usize) -> Result<(), ReadError> {
     while buf.len() < want {
         read_some(stream, buf).await?;
     }
@@ -790,7 +789,7 @@ fn split_frames(buf: &mut BytesMut, max: usize, frames: &mut Vec<Bytes>) -> Resu
 }
 
 /// Reads one complete frame body (without the length prefix).
-async fn read_frame(stream: &TcpStream, buf: &mut BytesMut, max: usize) -> Result<Bytes, ReadError> {
+async fn read_frame<R: AsyncRead + Unpin>(stream: &mut R, buf: &mut BytesMut, max: usize) -> Result<Bytes, ReadError> {
     loop {
         match check_frame(buf, max) {
             FrameCheck::Complete(len) => {
@@ -824,29 +823,27 @@ fn shutdown_write(stream: &TcpStream) {
 
 async fn serve_connection(
     conn: ConnId,
-    stream: TcpStream,
+    mut stream: TcpStream,
     remote: SocketAddr,
     events: mpsc::Sender<CoreEvent>,
     limits: ConnLimits,
 ) {
-    // Shared by this reader, the writer task and the core task (direct writes, `flush`).
-    let stream = Arc::new(stream);
     let mut buf = BytesMut::with_capacity(4096);
     // Handshake phase: a four-letter word or a ConnectRequest, within the sessionless timeout.
     let handshake = tokio::time::timeout(limits.handshake_timeout, async {
-        fill(&stream, &mut buf, 4).await?;
+        fill(&mut stream, &mut buf, 4).await?;
         let first = [buf[0], buf[1], buf[2], buf[3]];
         if let Some(word) = four_letter_word(first) {
             buf.advance(4);
             let argument = if word == "stmk" {
-                fill(&stream, &mut buf, 8).await?;
+                fill(&mut stream, &mut buf, 8).await?;
                 Some(buf.get_i64())
             } else {
                 None
             };
             return Ok(Err((word, argument)));
         }
-        read_frame(&stream, &mut buf, limits.max_frame_bytes).await.map(Ok)
+        read_frame(&mut stream, &mut buf, limits.max_frame_bytes).await.map(Ok)
     })
     .await;
     let connect_frame = match handshake {
@@ -885,12 +882,15 @@ async fn serve_connection(
     let queued = Arc::new(QueuedBytes::default());
     let (writer_done_tx, mut writer_done) = oneshot::channel::<()>();
     let writer_queued = queued.clone();
-    let writer_stream = stream.clone();
+    // The write half is shared by the writer task and the core task (direct writes, `flush`).
+    let (mut reader, writer) = stream.into_split();
+    let writer = Arc::new(writer);
+    let writer_stream = writer.clone();
     let writer_task = tokio::spawn(async move {
-        write_loop(&writer_stream, rx, &writer_queued).await;
+        write_loop(writer_stream.as_ref().as_ref(), rx, &writer_queued).await;
         drop(writer_done_tx);
     });
-    let outbound = Outbound { stream: stream.clone(), tx, queued: queued.clone() };
+    let outbound = Outbound { stream: writer, tx, queued: queued.clone() };
     if events.send(CoreEvent::Connect { conn, remote, request, old_client, outbound }).await.is_err() {
         return;
     }
@@ -920,7 +920,7 @@ async fn serve_connection(
             continue;
         }
         let read = tokio::select! {
-            read = read_some(&stream, &mut buf) => read,
+            read = read_some(&mut reader, &mut buf) => read,
             // The writer ended (we closed the connection): stop reading too.
             _ = &mut writer_done => break,
         };
