@@ -207,6 +207,26 @@ run_suite() { # <kind>
     fi
 }
 
+# The 1 x 1 rows' floor: each workload, one request in flight, through the same generator code,
+# against a server process that does no work (ferrokeeper-bench null-server: replies of the real
+# sizes, no tree; one fdatasync per write, as a durable server must). What a server process cannot
+# avoid on this machine (the generator, loopback, the wake-ups of two processes, the sync) is in
+# it; nothing a server could do better is. Rows labelled _nullServer.
+run_null_floor() {
+    local port=$((PORT_BASE + 5)) pid w
+    "$CARGO_TARGET_DIR/release/ferrokeeper-bench" null-server --port "$port" --sync-dir "$BENCH_DIR/null-floor" \
+        2>> "$BENCH_DIR/null-floor.log" &
+    pid=$!
+    wait_ready "$port" "$pid" || { log "null server did not start"; cat "$BENCH_DIR/null-floor.log" >&2; exit 1; }
+    for w in $WORKLOADS; do
+        log "null server: $w latency"
+        "$CARGO_TARGET_DIR/release/ferrokeeper-bench" --server "127.0.0.1:$port" --label _nullServer --server-pid "$pid" \
+            --json "$BENCH_OUT/results.jsonl" --source-ips 64 load "$w" --mode latency --sessions 1 --outstanding 1 \
+            --warmup-secs "$WARMUP" --secs "$SECS" >&2
+    done
+    stop_pid "$pid"
+}
+
 srvr_mode() { # <host> <port>
     printf srvr | nc -q1 -w1 "$1" "$2" 2>/dev/null | sed -n 's/^Mode: //p'
 }
@@ -300,6 +320,7 @@ main() {
         rtt-floor --secs "$SECS" --sync-dir "$BENCH_DIR/floor" >&2
     "$CARGO_TARGET_DIR/release/ferrokeeper-bench" --label _machine --json "$BENCH_OUT/results.jsonl" \
         watch-floor --sessions "$WATCHERS" --rounds "$ROUNDS" --sync-dir "$BENCH_DIR/floor" >&2
+    run_null_floor
     local kind
     for kind in $BENCH_SERVERS; do
         log "=== $kind"

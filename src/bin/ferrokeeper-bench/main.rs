@@ -7,6 +7,7 @@
 
 mod floor_log;
 mod histogram;
+mod null_server;
 mod report;
 mod wire;
 mod workload;
@@ -152,6 +153,25 @@ enum Command {
         #[arg(long)]
         sync_dir: Option<PathBuf>,
     },
+    /// The floor of the request rows: serve the client protocol on 127.0.0.1:`port` doing no
+    /// work (no tree; replies of the real sizes), one blocking thread per connection, until
+    /// killed. Drive it with `load` as any server; a row against it is the best any server
+    /// process could do on this machine through this generator.
+    NullServer {
+        /// Port on 127.0.0.1.
+        #[arg(long)]
+        port: u16,
+        /// Data bytes in each getData reply.
+        #[arg(long, default_value_t = 100)]
+        data_bytes: usize,
+        /// Children in the getChildren reply.
+        #[arg(long, default_value_t = 1_000)]
+        children: u64,
+        /// Append and fdatasync one record per write (create, setData, delete) to a
+        /// preallocated file in this directory before answering it, as a durable server must.
+        #[arg(long)]
+        sync_dir: Option<PathBuf>,
+    },
     /// Time from `since_epoch_ms` (when the script killed an ensemble's leader) to the first
     /// acknowledged write through this server: a new session and a create of `path`.
     FirstWrite {
@@ -181,6 +201,10 @@ enum Command {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let cli = Cli::parse();
+    if let Command::NullServer { port, data_bytes, children, sync_dir } = &cli.command {
+        null_server::serve(*port, *data_bytes, *children, sync_dir.as_deref())?;
+        return Ok(());
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cli.threads.max(1))
         .enable_all()
@@ -241,6 +265,8 @@ async fn run(cli: &Cli) -> Result<Outcome, WireError> {
             let log = sync_dir.as_deref().map(FloorLog::create).transpose()?;
             run_watch_floor((*sessions).max(1), (*rounds).max(1), writers.max(1), log).await?
         }
+        // Served by `main` before the runtime starts.
+        Command::NullServer { .. } => return Err(WireError::Protocol("null-server is not a client command".into())),
         Command::FirstRead {
             path,
             since_epoch_ms,
