@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark ferrokeeper against the real Apache ZooKeeper 3.8.0 (Debian package) in one run and
 # print one table: each figure for both servers and the ratio. On demand only (not run by
-# scripts/test.sh): it takes about 15 minutes (standalone rows and ensembles) and its figures
+# scripts/test.sh): it takes about 16 minutes (standalone rows and ensembles) and its figures
 # depend on the machine.
 #
 # Usage: scripts/bench.sh            full run
