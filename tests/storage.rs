@@ -1,6 +1,7 @@
 //! Damaged data directories, as the `ferrokeeper` binary meets them at start-up: a torn tail of the
 //! log is cut off and the server starts with every whole txn; corruption anywhere else (an SST
-//! block, the middle of the write-ahead log, a snapshot the log cannot replace) stops the start
+//! block, the middle of the journal or of RocksDB's write-ahead log, a snapshot the log cannot
+//! replace) stops the start
 //! with a message naming the file and the zxid, never a partial tree.
 //!
 //! The data dirs are built with the library's own storage types, then damaged byte by byte, then
@@ -46,7 +47,7 @@ fn txn(zxid: i64) -> Txn {
     }
 }
 
-/// Appends txns `zxids`, one synced batch (one WAL record) each, as the server's log writer does
+/// Appends txns `zxids`, one synced batch (one journal record) each, as the server's log writer does
 /// under light load.
 fn append(log: &TxnLog, zxids: std::ops::RangeInclusive<i64>) {
     for zxid in zxids {
@@ -224,21 +225,40 @@ fn layout(dir: &Path) -> Layout {
     layout
 }
 
+/// Fills a fresh log with `fill` and leaves `log_dir` as a crash (SIGKILL, power loss) would:
+/// the log's files are copied there while it is still open and idle, so RocksDB's memtables were
+/// never flushed and only what was written to the journal and the WAL is there.
+fn crashed(log_dir: &Path, fill: impl FnOnce(&TxnLog)) {
+    let live = log_dir.with_extension("live");
+    let log = TxnLog::open(&live).unwrap();
+    fill(&log);
+    std::fs::create_dir_all(log_dir).unwrap();
+    for entry in std::fs::read_dir(&live).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_name() != "LOCK" {
+            std::fs::copy(entry.path(), log_dir.join(entry.file_name())).unwrap();
+        }
+    }
+    drop(log);
+    std::fs::remove_dir_all(&live).ok();
+}
+
+/// Where the records in journal file `path` end: after its last byte that is not zero.
+fn journal_used_end(path: &Path) -> usize {
+    let bytes = std::fs::read(path).unwrap();
+    bytes.iter().rposition(|b| *b != 0).unwrap() + 1
+}
+
 #[test]
-fn a_torn_wal_tail_is_cut_off_and_every_whole_txn_kept() {
+fn a_torn_journal_tail_is_cut_off_and_every_whole_txn_kept() {
     let dir = temp_dir("torn-tail");
     let layout = layout(&dir);
-    append(&TxnLog::open(&layout.log_dir).unwrap(), 1..=40);
+    crashed(&layout.log_dir, |log| append(log, 1..=40));
     // The last record (txn 40) loses its last bytes, as when the machine stops mid-write.
-    let wal = files_with_suffix(&layout.log_dir, ".log");
-    assert_eq!(wal.len(), 1, "{wal:?}");
-    let len = std::fs::metadata(&wal[0]).unwrap().len();
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&wal[0])
-        .unwrap()
-        .set_len(len - 9)
-        .unwrap();
+    let journal = layout.log_dir.join("journal.0");
+    let end = journal_used_end(&journal);
+    let file = std::fs::OpenOptions::new().write(true).open(&journal).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&file, &[0u8; 9], (end - 9) as u64).unwrap();
 
     let log = start_and_stop(&dir, 23900);
     assert!(
@@ -292,19 +312,17 @@ fn a_damaged_sst_block_stops_the_start_naming_the_file_and_the_zxid() {
 }
 
 #[test]
-fn damage_in_the_middle_of_the_wal_stops_the_start() {
-    let dir = temp_dir("wal-middle");
+fn damage_in_the_middle_of_the_journal_stops_the_start() {
+    let dir = temp_dir("journal-middle");
     let layout = layout(&dir);
-    append(&TxnLog::open(&layout.log_dir).unwrap(), 1..=200);
-    let wal = files_with_suffix(&layout.log_dir, ".log");
-    assert_eq!(wal.len(), 1, "{wal:?}");
-    let len = std::fs::metadata(&wal[0]).unwrap().len() as usize;
-    flip_byte(&wal[0], len / 2);
+    crashed(&layout.log_dir, |log| append(log, 1..=200));
+    let journal = layout.log_dir.join("journal.0");
+    // Records start after the file's 4 KiB header.
+    flip_byte(&journal, (4096 + journal_used_end(&journal)) / 2);
 
     let log = start_fails(&dir, 23902);
-    let name = wal[0].file_name().unwrap().to_string_lossy().into_owned();
     assert!(log.contains("is damaged and will not be replayed in part"), "{log}");
-    assert!(log.contains(&name), "the message does not name {name}:\n{log}");
+    assert!(log.contains("journal.0"), "the message does not name the file:\n{log}");
     let through = log
         .split("readable through zxid 0x")
         .nth(1)
@@ -315,6 +333,41 @@ fn damage_in_the_middle_of_the_wal_stops_the_start() {
         (50..150).contains(&through),
         "implausible last good zxid {through}:\n{log}"
     );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// RocksDB's WAL still holds the epochs and any batch too large for a journal record: damage in
+/// its middle stops the start too.
+#[test]
+fn damage_in_the_middle_of_the_wal_stops_the_start() {
+    let dir = temp_dir("wal-middle");
+    let layout = layout(&dir);
+    crashed(&layout.log_dir, |log| {
+        log.set_meta("acceptedEpoch", 1).unwrap();
+        // 45 txns of 100 KiB in one batch: over the journal's record limit (about 4 MiB).
+        let batch: Vec<Txn> = (1..=45)
+            .map(|zxid| {
+                let mut t = txn(zxid);
+                if let TxnBody::Create { data, .. } = &mut t.body {
+                    *data = Some(Bytes::from(vec![b'w'; 100 << 10]));
+                }
+                t
+            })
+            .collect();
+        log.append(&batch, true).unwrap();
+        log.set_meta("currentEpoch", 1).unwrap();
+    });
+    let wal = files_with_suffix(&layout.log_dir, ".log");
+    assert_eq!(wal.len(), 1, "{wal:?}");
+    let len = std::fs::metadata(&wal[0]).unwrap().len() as usize;
+    assert!(len > 4 << 20, "the batch did not go through the WAL ({len} bytes)");
+    flip_byte(&wal[0], len / 2);
+
+    let log = start_fails(&dir, 23906);
+    let name = wal[0].file_name().unwrap().to_string_lossy().into_owned();
+    assert!(log.contains("is damaged and will not be replayed in part"), "{log}");
+    assert!(log.contains(&name), "the message does not name {name}:\n{log}");
+    assert!(log.contains("readable through zxid none"), "{log}");
     std::fs::remove_dir_all(&dir).ok();
 }
 

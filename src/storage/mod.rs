@@ -6,11 +6,13 @@
 //! ```text
 //! <dataDir>/ferrokeeper/snapshots/snapshot.<zxid hex>   fuzzy snapshots (tree, sessions, ACLs)
 //! <dataLogDir>/ferrokeeper/txnlog/                      RocksDB: txns keyed by zxid, epochs
+//! <dataLogDir>/ferrokeeper/txnlog/journal.{0,1}         the txn log's write-ahead journal
 //! ```
 //! RocksDB runs on its own OS threads (the log writer and snapshot writer threads here), never on a
 //! tokio worker. `zk_format` reads and writes Apache ZooKeeper's own on-disk formats (txn logs and
 //! snapshots) for import, export and the Zab SNAP sync.
 
+pub mod journal;
 pub mod replica;
 pub mod migrate;
 pub mod snapshot;

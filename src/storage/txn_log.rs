@@ -6,12 +6,24 @@
 //! Values are the txn exactly as ZooKeeper logs it (`TxnHeader` + record, PROTOCOL.md §5.1), so
 //! the bytes a follower receives in a PROPOSAL are the bytes stored here.
 //!
-//! RocksDB's own WAL is the durable record of each batch; a torn WAL tail (a batch that was never
-//! acknowledged) is dropped on open, as ZooKeeper drops a torn log tail, while corruption anywhere
-//! else fails the open with RocksDB's message.
+//! The durable record of each batch is the log's own journal (`storage::journal`): a batch is
+//! appended (and synced) there first, then written to RocksDB with RocksDB's WAL off, so nothing
+//! is readable before it is durable. Opening the log replays the journal's valid records into
+//! RocksDB (puts of the same keys and values, so replaying a txn RocksDB already holds changes
+//! nothing); a torn journal tail (a batch never acknowledged) is dropped, as ZooKeeper drops a
+//! torn log tail. The few other writes (epochs, purges, truncations, and a batch too large for a
+//! journal record) go through RocksDB's WAL; a torn WAL tail is dropped on open too, while
+//! corruption anywhere else, in the WAL or the journal, fails the open.
+//!
+//! Order on replay: RocksDB's WAL first (on open), then the journal. Journal records are only
+//! puts, so they can run after the WAL's writes without undoing them, except for two cases the
+//! log handles when it writes: a purge deletes old zxids, so replay skips records at or below the
+//! purge point; a truncation deletes new ones, so before truncating, RocksDB is flushed and the
+//! journal emptied (`checkpoint`).
 //!
 //! Integrity: the values carry no checksum of their own, because RocksDB already checksums every
-//! byte on disk: each WAL record has a CRC32C (checked on recovery), each SST block has a checksum
+//! byte on disk: each WAL record has a CRC32C (checked on recovery), each journal record a CRC32,
+//! each SST block has a checksum
 //! (checked on every read: `verify_checksums`, and `paranoid_checks` makes a mismatch an error
 //! instead of a skipped block). What decodes wrong despite that (a bug, not the disk) is reported as
 //! `LogError::Corrupt` with the zxid. A read that hits a bad block stops with
@@ -19,10 +31,14 @@
 //! the SST file), never with a silently shorter log.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread;
 
-use bytes::{Bytes, BytesMut};
+use byteorder::{BigEndian, ByteOrder};
+use bytes::{BufMut, Bytes, BytesMut};
 use rocksdb::{ColumnFamilyDescriptor, DBRecoveryMode, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
 
+use super::journal::{self, Journal, JournalError};
 use crate::jute::{Decode, Encode};
 use crate::proto::txn::{Txn, TxnBody, TxnHeader};
 
@@ -80,14 +96,50 @@ pub enum LogError {
         /// What was wrong.
         reason: String,
     },
+    /// The journal could not be read or written.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// The journal is damaged before its end (not a torn tail).
+    #[error(
+        "transaction log {path} is damaged and will not be replayed in part: {source} \
+         (readable through zxid {intact_through})"
+    )]
+    JournalDamaged {
+        /// The log directory.
+        path: PathBuf,
+        /// The last zxid replayed before the damage (`none` when there was none).
+        intact_through: String,
+        /// What is damaged, and where.
+        source: JournalError,
+    },
+    /// The log's own machinery failed (a missing column family, a helper thread that died).
+    #[error("transaction log {path}: {reason}")]
+    Internal {
+        /// The log directory.
+        path: PathBuf,
+        /// What failed.
+        reason: String,
+    },
 }
 
 /// The RocksDB-backed txn log.
 pub struct TxnLog {
-    db: DB,
+    db: Arc<DB>,
     path: PathBuf,
     /// Whether flushes and compactions write with direct IO (`open`).
     direct_io: bool,
+    /// The journal, and the flush that frees its other file; held by whoever appends.
+    journaled: Mutex<Journaled>,
+}
+
+/// The journal as the log uses it.
+struct Journaled {
+    journal: Journal,
+    /// The flush of the txns family started when the active journal file was taken into use:
+    /// once it has finished, the other file's records are all in SST files and it may be reused.
+    flushing: Option<thread::JoinHandle<Result<(), LogError>>>,
+    /// The record being built (kept for its capacity).
+    record: BytesMut,
 }
 
 fn key(zxid: i64) -> [u8; 8] {
@@ -188,23 +240,64 @@ impl TxnLog {
             ColumnFamilyDescriptor::new(CF_TXNS, txns_options),
             ColumnFamilyDescriptor::new(CF_META, Options::default()),
         ];
-        match DB::open_cf_descriptors(&options, dir, cfs) {
-            Ok(db) => Ok(TxnLog {
-                db,
-                path: dir.to_path_buf(),
-                direct_io,
-            }),
-            Err(source) if source.kind() == rocksdb::ErrorKind::Corruption => Err(LogError::Damaged {
-                path: dir.to_path_buf(),
-                wal_files: wal_files(dir),
-                intact_through: intact_through(dir).map_or("none".into(), |z| format!("{z:#x}")),
-                source,
-            }),
-            Err(source) => Err(LogError::Db {
-                path: dir.to_path_buf(),
-                source,
-            }),
+        let db = match DB::open_cf_descriptors(&options, dir, cfs) {
+            Ok(db) => Arc::new(db),
+            Err(source) if source.kind() == rocksdb::ErrorKind::Corruption => {
+                return Err(LogError::Damaged {
+                    path: dir.to_path_buf(),
+                    wal_files: wal_files(dir),
+                    intact_through: intact_through(dir).map_or("none".into(), |z| format!("{z:#x}")),
+                    source,
+                })
+            }
+            Err(source) => return Err(LogError::Db { path: dir.to_path_buf(), source }),
+        };
+        let path = dir.to_path_buf();
+        let db_err = |source| LogError::Db { path: path.clone(), source };
+        let cf = family(&db, &path, CF_TXNS)?;
+        let purged = read_meta(&db, &path, PURGED_THROUGH_KEY)?.unwrap_or(i64::MIN);
+        let mut last_replayed = None;
+        let opened = Journal::open(dir, |file, offset, payload| {
+            let mut batch = WriteBatch::default();
+            for_each_entry(payload, |zxid, value| {
+                if zxid > purged {
+                    batch.put_cf(cf, key(zxid), value);
+                }
+                last_replayed = Some(zxid);
+            })
+            .map_err(|reason| JournalError::Damaged {
+                path: file.to_path_buf(),
+                offset,
+                reason: format!("a record that passes its CRC check does not parse: {reason}"),
+            })?;
+            db.write_opt(batch, &unlogged()).map_err(db_err)
+        });
+        let (journal, replayed) = match opened {
+            Ok(opened) => opened,
+            Err(LogError::Journal(source @ JournalError::Damaged { .. })) => {
+                return Err(LogError::JournalDamaged {
+                    path,
+                    intact_through: last_replayed.map_or("none".into(), |z| format!("{z:#x}")),
+                    source,
+                })
+            }
+            Err(e) => return Err(e),
+        };
+        if replayed > 0 {
+            tracing::info!(dir = %dir.display(), records = replayed, "replayed the transaction log's journal");
         }
+        let log = TxnLog {
+            db,
+            path,
+            direct_io,
+            journaled: Mutex::new(Journaled { journal, flushing: None, record: BytesMut::new() }),
+        };
+        if replayed > 0 {
+            // The replayed records of the older file must reach SST files before it is reused.
+            let flushing = log.start_flush()?;
+            log.journaled().flushing = flushing;
+        }
+        Ok(log)
     }
 
     fn options() -> Options {
@@ -241,16 +334,98 @@ impl TxnLog {
         self.db.cf_handle(name).unwrap_or_else(|| panic!("column family {name} missing"))
     }
 
+    fn journaled(&self) -> MutexGuard<'_, Journaled> {
+        self.journaled.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Appends txns in one atomic batch; with `sync` the call returns only once they are on disk.
     pub fn append(&self, txns: &[Txn], sync: bool) -> Result<(), LogError> {
+        let mut journaled = self.journaled();
+        let Journaled { journal, flushing, record } = &mut *journaled;
+        // The record: [header] then, per txn, zxid (i64), length (u32) and the logged txn.
+        record.clear();
+        record.put_bytes(0, journal::RECORD_HEADER_BYTES);
+        for txn in txns {
+            record.put_i64(txn.header.zxid);
+            let length_at = record.len();
+            record.put_u32(0);
+            txn.header.encode(record);
+            txn.body.encode(record);
+            let length = record.len() - length_at - 4;
+            BigEndian::write_u32(&mut record[length_at..length_at + 4], length as u32);
+        }
+        let payload_len = record.len() - journal::RECORD_HEADER_BYTES;
+        if payload_len > journal::PAYLOAD_BYTES_MAX {
+            // Too large for one record (huge znodes): through RocksDB's WAL, which orders it with
+            // the journal's records correctly (they never share a zxid).
+            let mut options = WriteOptions::default();
+            options.set_sync(sync);
+            return self.db.write_opt(self.batch_of(&record[journal::RECORD_HEADER_BYTES..])?, &options).map_err(self.db_err());
+        }
+        if !journal.fits(payload_len) {
+            // The other file is reused once the flush started when this one was taken into use
+            // has finished; a new flush then covers everything this file holds.
+            if let Some(flush) = flushing.take() {
+                self.joined(flush)?;
+            }
+            journal.switch()?;
+            *flushing = self.start_flush()?;
+        }
+        let at = journal.append(record, sync)?;
+        let applied = self
+            .batch_of(&record[journal::RECORD_HEADER_BYTES..])
+            .and_then(|batch| self.db.write_opt(batch, &unlogged()).map_err(self.db_err()));
+        if applied.is_err() {
+            // Not acknowledged, and its zxids will be reused: it must not come back on replay.
+            if let Err(e) = journal.unappend(at) {
+                tracing::warn!("could not take back a journal record whose txns were refused: {e}");
+            }
+        }
+        applied
+    }
+
+    /// The RocksDB batch of a journal record's payload.
+    fn batch_of(&self, payload: &[u8]) -> Result<WriteBatch, LogError> {
         let cf = self.cf(CF_TXNS);
         let mut batch = WriteBatch::default();
-        for txn in txns {
-            batch.put_cf(cf, key(txn.header.zxid), encode_txn(txn));
+        for_each_entry(payload, |zxid, value| batch.put_cf(cf, key(zxid), value))
+            .map_err(|reason| LogError::Internal { path: self.path.clone(), reason })?;
+        Ok(batch)
+    }
+
+    /// Starts flushing the txns family's memtables on a thread of its own (returned); when no
+    /// thread can be started, flushes before returning.
+    fn start_flush(&self) -> Result<Option<thread::JoinHandle<Result<(), LogError>>>, LogError> {
+        let (db, path) = (self.db.clone(), self.path.clone());
+        let spawned = thread::Builder::new().name("txn-log-flush".into()).spawn(move || {
+            let cf = family(&db, &path, CF_TXNS)?;
+            db.flush_cf(cf).map_err(|source| LogError::Db { path, source })
+        });
+        match spawned {
+            Ok(handle) => Ok(Some(handle)),
+            Err(_) => {
+                self.db.flush_cf(self.cf(CF_TXNS)).map_err(self.db_err())?;
+                Ok(None)
+            }
         }
-        let mut options = WriteOptions::default();
-        options.set_sync(sync);
-        self.db.write_opt(batch, &options).map_err(self.db_err())
+    }
+
+    /// Waits for a flush started by `start_flush`.
+    fn joined(&self, flush: thread::JoinHandle<Result<(), LogError>>) -> Result<(), LogError> {
+        flush.join().unwrap_or_else(|_| {
+            Err(LogError::Internal { path: self.path.clone(), reason: "the flush thread panicked".into() })
+        })
+    }
+
+    /// Puts every txn the journal holds into SST files and empties the journal, so that no
+    /// journal record is replayed over what follows.
+    fn checkpoint(&self, journaled: &mut Journaled) -> Result<(), LogError> {
+        if let Some(flush) = journaled.flushing.take() {
+            self.joined(flush)?;
+        }
+        self.db.flush_cf(self.cf(CF_TXNS)).map_err(self.db_err())?;
+        journaled.journal.reset()?;
+        Ok(())
     }
 
     /// The highest zxid in the log.
@@ -301,6 +476,8 @@ impl TxnLog {
 
     /// Removes every txn above `zxid` (Zab's TRUNC; also used to drop txns of a failed batch).
     pub fn truncate_after(&self, zxid: i64) -> Result<(), LogError> {
+        let mut journaled = self.journaled();
+        self.checkpoint(&mut journaled)?;
         let cf = self.cf(CF_TXNS);
         self.db.delete_range_cf(cf, key(zxid.saturating_add(1)), key(i64::MAX)).map_err(self.db_err())?;
         self.db.flush_wal(true).map_err(self.db_err())
@@ -369,14 +546,60 @@ impl TxnLog {
 
     /// Reads a number stored with `set_meta`.
     pub fn meta(&self, name: &str) -> Result<Option<i64>, LogError> {
-        let value = self.db.get_cf(self.cf(CF_META), name.as_bytes()).map_err(self.db_err())?;
-        Ok(value.and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok()).map(i64::from_be_bytes))
+        read_meta(&self.db, &self.path, name)
     }
 
     /// The log directory.
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+impl Drop for TxnLog {
+    /// Empties the journal (after a flush), so the next open has nothing to replay.
+    fn drop(&mut self) {
+        let mut journaled = self.journaled();
+        if let Err(e) = self.checkpoint(&mut journaled) {
+            tracing::debug!("the journal stays for the next open to replay: {e}");
+        }
+    }
+}
+
+/// Write options for the txns family: durable through the journal, not RocksDB's WAL.
+fn unlogged() -> WriteOptions {
+    let mut options = WriteOptions::default();
+    options.disable_wal(true);
+    options
+}
+
+/// Calls `visit` with each (zxid, logged txn) of a journal record's payload.
+fn for_each_entry(mut payload: &[u8], mut visit: impl FnMut(i64, &[u8])) -> Result<(), String> {
+    while !payload.is_empty() {
+        let Some((head, rest)) = payload.split_at_checked(12) else {
+            return Err(format!("{} bytes left over after the last entry", payload.len()));
+        };
+        let zxid = BigEndian::read_i64(&head[..8]);
+        let length = BigEndian::read_u32(&head[8..12]) as usize;
+        let Some((value, rest)) = rest.split_at_checked(length) else {
+            return Err(format!("entry for zxid {zxid:#x} claims {length} bytes, {} are left", rest.len()));
+        };
+        visit(zxid, value);
+        payload = rest;
+    }
+    Ok(())
+}
+
+/// A column family of the log (both are created on open).
+fn family<'a>(db: &'a DB, path: &Path, name: &str) -> Result<&'a rocksdb::ColumnFamily, LogError> {
+    db.cf_handle(name)
+        .ok_or_else(|| LogError::Internal { path: path.to_path_buf(), reason: format!("no column family {name}") })
+}
+
+/// Reads a number stored in the meta family.
+fn read_meta(db: &DB, path: &Path, name: &str) -> Result<Option<i64>, LogError> {
+    let cf = family(db, path, CF_META)?;
+    let value = db.get_cf(cf, name.as_bytes()).map_err(|source| LogError::Db { path: path.to_path_buf(), source })?;
+    Ok(value.and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok()).map(i64::from_be_bytes))
 }
 
 /// The write-ahead log files in a RocksDB directory, for error messages.
@@ -497,6 +720,106 @@ pub(crate) mod tests {
             drop(log);
             std::fs::remove_dir_all(&dir).ok();
         }
+    }
+
+    /// A txn carrying `bytes` of data under `path`.
+    fn sized_txn(zxid: i64, path: &str, bytes: usize) -> Txn {
+        let mut t = txn(zxid);
+        if let TxnBody::Create { path: p, data, .. } = &mut t.body {
+            *p = path.to_string();
+            *data = Some(Bytes::from(vec![b'd'; bytes]));
+        }
+        t
+    }
+
+    /// What a crash leaves: a copy of the log directory's files taken while the log is open and
+    /// RocksDB is idle (memtables unflushed, as a SIGKILL would leave them).
+    fn crash_copy(log: &TxnLog, keep_journal: bool) -> PathBuf {
+        if let Some(flush) = log.journaled().flushing.take() {
+            log.joined(flush).unwrap();
+        }
+        let busy = |name: &str| log.db.property_int_value(name).unwrap().unwrap_or(0) > 0;
+        while busy("rocksdb.num-running-flushes") || busy("rocksdb.num-running-compactions") {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let copy = tempdir();
+        std::fs::create_dir_all(&copy).unwrap();
+        for entry in std::fs::read_dir(log.path()).unwrap() {
+            let entry = entry.unwrap();
+            let name = entry.file_name();
+            if name.to_string_lossy().starts_with("journal.") && !keep_journal || name == "LOCK" {
+                continue;
+            }
+            std::fs::copy(entry.path(), copy.join(name)).unwrap();
+        }
+        copy
+    }
+
+    /// Synced txns come back after a crash from the journal, across a switch of its files, and
+    /// neither purged nor truncated txns come back with them.
+    #[test]
+    fn synced_txns_survive_a_crash_through_the_journal() {
+        let dir = tempdir();
+        let log = TxnLog::open(&dir).unwrap();
+        log.append(&(1..=5).map(|z| sized_txn(z, "/truncated", 10)).collect::<Vec<_>>(), true).unwrap();
+        log.truncate_after(3).unwrap();
+        // 40 batches of 640 KiB: more than one journal file (16 MiB), so the files switch.
+        let mut zxid = 3;
+        for _ in 0..40 {
+            let batch: Vec<Txn> = (zxid + 1..=zxid + 10).map(|z| sized_txn(z, "/kept", 64 << 10)).collect();
+            log.append(&batch, true).unwrap();
+            zxid += 10;
+        }
+        // Purged txns are still in the journal's older file: replay must skip them.
+        log.purge_through(13).unwrap();
+        let expected: Vec<i64> = (14..=zxid).collect();
+        assert_eq!(zxids(&log, 0), expected);
+
+        let crashed = crash_copy(&log, true);
+        let without_journal = crash_copy(&log, false);
+        drop(log);
+        let reopened = TxnLog::open(&crashed).unwrap();
+        assert_eq!(zxids(&reopened, 0), expected);
+        let mut paths = Vec::new();
+        reopened
+            .read_after(3, |t| {
+                if let TxnBody::Create { path, .. } = t.body {
+                    paths.push(path);
+                }
+                true
+            })
+            .unwrap();
+        assert!(paths.iter().all(|p| p == "/kept"), "a truncated txn came back");
+        // Appends after the replay go on where the journal ended, and survive another crash.
+        reopened.append(&[sized_txn(zxid + 1, "/kept", 10)], true).unwrap();
+        let again = crash_copy(&reopened, true);
+        drop(reopened);
+        assert_eq!(zxids(&TxnLog::open(&again).unwrap(), 0), (14..=zxid + 1).collect::<Vec<_>>());
+        // The test proves something: without the journal, the txns RocksDB had not flushed are gone.
+        let lost = zxids(&TxnLog::open(&without_journal).unwrap(), 0);
+        assert!(lost.len() < expected.len(), "every txn was in RocksDB's files already");
+        for d in [dir, crashed, without_journal, again] {
+            std::fs::remove_dir_all(&d).ok();
+        }
+    }
+
+    /// A clean close leaves nothing to replay: RocksDB holds every txn in its files.
+    #[test]
+    fn a_clean_close_empties_the_journal() {
+        let dir = tempdir();
+        {
+            let log = TxnLog::open(&dir).unwrap();
+            log.append(&(1..=20).map(txn).collect::<Vec<_>>(), true).unwrap();
+        }
+        let mut records = 0;
+        let (_, replayed) = Journal::open::<JournalError>(&dir, |_, _, _| {
+            records += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!((records, replayed), (0, 0));
+        assert_eq!(zxids(&TxnLog::open(&dir).unwrap(), 0), (1..=20).collect::<Vec<_>>());
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]
