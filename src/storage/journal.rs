@@ -209,10 +209,11 @@ impl Journal {
     pub fn append(&mut self, record: &mut [u8], sync: bool) -> Result<u64, JournalError> {
         let path = &self.paths[self.active];
         let len = record.len().saturating_sub(RECORD_HEADER_BYTES);
-        if record.len() < RECORD_HEADER_BYTES || !self.fits(len) {
+        // An empty record would read as the end of the journal, hiding what follows it.
+        if record.len() <= RECORD_HEADER_BYTES || !self.fits(len) {
             return Err(JournalError::Io {
                 path: path.clone(),
-                source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "record does not fit"),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "empty record, or one that does not fit"),
             });
         }
         BigEndian::write_u32(&mut record[4..8], len as u32);
@@ -578,6 +579,8 @@ mod tests {
         let (mut journal, _) = open(&dir);
         let big = vec![1u8; PAYLOAD_BYTES_MAX];
         assert!(!journal.fits(PAYLOAD_BYTES_MAX + 1));
+        // An empty record would end a replay: refused.
+        assert!(journal.append(&mut [0u8; RECORD_HEADER_BYTES], true).is_err());
         let mut appended = 0;
         while journal.fits(big.len()) {
             append(&mut journal, &big);

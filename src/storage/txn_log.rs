@@ -340,6 +340,9 @@ impl TxnLog {
 
     /// Appends txns in one atomic batch; with `sync` the call returns only once they are on disk.
     pub fn append(&self, txns: &[Txn], sync: bool) -> Result<(), LogError> {
+        if txns.is_empty() {
+            return Ok(()); // an empty journal record would read as the journal's end
+        }
         let mut journaled = self.journaled();
         let Journaled { journal, flushing, record } = &mut *journaled;
         // The record: [header] then, per txn, zxid (i64), length (u32) and the logged txn.
@@ -763,6 +766,8 @@ pub(crate) mod tests {
         let log = TxnLog::open(&dir).unwrap();
         log.append(&(1..=5).map(|z| sized_txn(z, "/truncated", 10)).collect::<Vec<_>>(), true).unwrap();
         log.truncate_after(3).unwrap();
+        // An empty batch writes nothing (an empty record would hide every later one on replay).
+        log.append(&[], true).unwrap();
         // 40 batches of 640 KiB: more than one journal file (16 MiB), so the files switch.
         let mut zxid = 3;
         for _ in 0..40 {
