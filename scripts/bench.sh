@@ -153,22 +153,10 @@ PY
 }
 
 run_suite() { # <kind>
-    local kind=$1 dir="$BENCH_DIR/$1" port durable_var="durable_$1" w
-    # Phase 1: each request row (a workload in one mode) on a fresh server, so that no row runs
-    # beside the nodes an earlier row made and the snapshots of them: the create row at 32 x 1,000
-    # leaves up to a million nodes, more the faster the server, and a 1 x 1 row on that server ran
-    # while a snapshot of them (0.8-1.7 s of writes on the data disk) slowed its log syncs. Then
-    # watch fan-out and the connection storm on one more.
-    # The 1 x 1 rows run later, in run_latency_rows.
+    local kind=$1 dir="$BENCH_DIR/$1" port durable_var="durable_$1"
+    # The request rows run in run_request_rows. Here: watch fan-out and the connection storm on a
+    # fresh server, then the big tree on another.
     port=$(kind_port "$kind")
-    for w in $WORKLOADS; do
-        rm -rf "$dir"; write_zoo_cfg "$dir" "$port"
-        start "$kind" "$dir" "$port"
-        log "$kind: $w throughput, pid $PID on port $port"
-        bench "$kind" "$port" "$PID" load "$w" --mode throughput --sessions 32 --outstanding 1000 \
-            --warmup-secs "$WARMUP" --secs "$SECS"
-        stop_pid "$PID"
-    done
     rm -rf "$dir"; write_zoo_cfg "$dir" "$port"
     start "$kind" "$dir" "$port"
     bench "$kind" "$port" "$PID" watch --sessions "$WATCHERS" --rounds "$ROUNDS"
@@ -208,35 +196,42 @@ kind_port() { # <kind>: the first of its ports
     echo $((PORT_BASE + 10 * $(echo "$BENCH_SERVERS" | tr ' ' '\n' | grep -n -x "$1" | cut -d: -f1)))
 }
 
-# The 1 x 1 rows, workload by workload: each server kind on a fresh server, then the floor, back to
+# The request rows, workload by workload: each server kind on a fresh server (so that no row runs
+# beside the nodes an earlier row made and the snapshots of them: the create row at 32 x 1,000
+# leaves up to a million nodes, and a 1 x 1 row on that server ran while a snapshot of them, 0.8-1.7 s
+# of writes on the data disk, slowed its log syncs), then for the 1 x 1 rows the floor, back to
 # back, so that all of them meet the machine in the same state. On the virtual machines these runs
-# get, the same binary's 1 x 1 rate drifted by a quarter to a third within an hour (README,
-# BENCHMARKS); with each kind's 1 x 1 rows minutes apart, a ratio measured the drift as much as
-# the servers. The floor is a server process that does no work (ferrokeeper-bench null-server:
-# replies of the real sizes, no tree; one fdatasync per write, as a durable server must), driven
-# by the same generator code: what a server process cannot avoid on this machine (the generator,
-# loopback, the wake-ups of two processes, the sync) is in it; nothing a server could do better
-# is. Rows labelled _nullServer.
-run_latency_rows() {
-    local null_port=$((PORT_BASE + 5)) null_pid w kind dir port
+# get, the same binary's rates drifted by a quarter to a third within an hour (README, BENCHMARKS);
+# with each kind's rows minutes apart, a ratio measured the drift as much as the servers. The
+# floor is a server process that does no work (ferrokeeper-bench null-server: replies of the real
+# sizes, no tree; one fdatasync per write, as a durable server must), driven by the same generator
+# code: what a server process cannot avoid on this machine (the generator, loopback, the wake-ups
+# of two processes, the sync) is in it; nothing a server could do better is. Rows labelled
+# _nullServer.
+run_request_rows() {
+    local null_port=$((PORT_BASE + 5)) null_pid w kind dir port row_shape mode sessions outstanding
     "$CARGO_TARGET_DIR/release/ferrokeeper-bench" null-server --port "$null_port" --sync-dir "$BENCH_DIR/null-floor" \
         2>> "$BENCH_DIR/null-floor.log" &
     null_pid=$!
     wait_ready "$null_port" "$null_pid" || { log "null server did not start"; cat "$BENCH_DIR/null-floor.log" >&2; exit 1; }
-    for w in $WORKLOADS; do
-        for kind in $BENCH_SERVERS; do
-            dir="$BENCH_DIR/$kind"; port=$(kind_port "$kind")
-            rm -rf "$dir"; write_zoo_cfg "$dir" "$port"
-            start "$kind" "$dir" "$port"
-            log "$kind: $w latency, pid $PID on port $port"
-            bench "$kind" "$port" "$PID" load "$w" --mode latency --sessions 1 --outstanding 1 \
-                --warmup-secs "$WARMUP" --secs "$SECS"
-            stop_pid "$PID"
+    for row_shape in "throughput 32 1000" "latency 1 1"; do
+        read -r mode sessions outstanding <<< "$row_shape"
+        for w in $WORKLOADS; do
+            for kind in $BENCH_SERVERS; do
+                dir="$BENCH_DIR/$kind"; port=$(kind_port "$kind")
+                rm -rf "$dir"; write_zoo_cfg "$dir" "$port"
+                start "$kind" "$dir" "$port"
+                log "$kind: $w $mode, pid $PID on port $port"
+                bench "$kind" "$port" "$PID" load "$w" --mode "$mode" --sessions "$sessions" \
+                    --outstanding "$outstanding" --warmup-secs "$WARMUP" --secs "$SECS"
+                stop_pid "$PID"
+            done
+            [ "$mode" = latency ] || continue
+            log "null server: $w latency"
+            "$CARGO_TARGET_DIR/release/ferrokeeper-bench" --server "127.0.0.1:$null_port" --label _nullServer \
+                --server-pid "$null_pid" --json "$BENCH_OUT/results.jsonl" --source-ips 64 load "$w" --mode latency \
+                --sessions 1 --outstanding 1 --warmup-secs "$WARMUP" --secs "$SECS" >&2
         done
-        log "null server: $w latency"
-        "$CARGO_TARGET_DIR/release/ferrokeeper-bench" --server "127.0.0.1:$null_port" --label _nullServer \
-            --server-pid "$null_pid" --json "$BENCH_OUT/results.jsonl" --source-ips 64 load "$w" --mode latency \
-            --sessions 1 --outstanding 1 --warmup-secs "$WARMUP" --secs "$SECS" >&2
     done
     stop_pid "$null_pid"
 }
@@ -334,13 +329,13 @@ main() {
         rtt-floor --secs "$SECS" --sync-dir "$BENCH_DIR/floor" >&2
     "$CARGO_TARGET_DIR/release/ferrokeeper-bench" --label _machine --json "$BENCH_OUT/results.jsonl" \
         watch-floor --sessions "$WATCHERS" --rounds "$ROUNDS" --sync-dir "$BENCH_DIR/floor" >&2
+    log "=== request rows"
+    run_request_rows
     local kind
     for kind in $BENCH_SERVERS; do
         log "=== $kind"
         run_suite "$kind"
     done
-    log "=== 1 x 1 rows"
-    run_latency_rows
     local net=90
     for kind in $BENCH_ENSEMBLES; do
         net=$((net + 1))
