@@ -113,8 +113,8 @@ fn record_crc(header_rest: &[u8], payload: &[u8]) -> u32 {
 
 impl Journal {
     /// Opens the journal in `dir`, creating its files if they are missing, and calls `visit` with
-    /// every valid record (its file, where it starts, its payload), oldest first. Returns the journal, ready to append after the
-    /// last valid record, and how many records were visited.
+    /// every valid record (its file, where it starts, its payload), oldest first. Returns the
+    /// journal, ready to append after the last valid record, and how many records were visited.
     pub fn open<E: From<JournalError>>(
         dir: &Path,
         mut visit: impl FnMut(&Path, u64, &[u8]) -> Result<(), E>,
@@ -204,8 +204,8 @@ impl Journal {
     }
 
     /// Appends `record`: `RECORD_HEADER_BYTES` of room for the header (filled here), then the
-    /// payload; with `sync` returns once it
-    /// is on disk. Returns where it starts, for `unappend`. The caller checks `fits` first.
+    /// payload; with `sync` returns once it is on disk. Returns where it starts, for `unappend`.
+    /// The caller checks `fits` first.
     pub fn append(&mut self, record: &mut [u8], sync: bool) -> Result<u64, JournalError> {
         let path = &self.paths[self.active];
         let len = record.len().saturating_sub(RECORD_HEADER_BYTES);
@@ -213,7 +213,10 @@ impl Journal {
         if record.len() <= RECORD_HEADER_BYTES || !self.fits(len) {
             return Err(JournalError::Io {
                 path: path.clone(),
-                source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "empty record, or one that does not fit"),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "empty record, or one that does not fit",
+                ),
             });
         }
         BigEndian::write_u32(&mut record[4..8], len as u32);
