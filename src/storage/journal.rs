@@ -455,6 +455,18 @@ mod tests {
         std::fs::remove_dir_all(&dir).ok();
     }
 
+    /// Reopens: only the record "kept" replays; `next`, appended then, lands right after it and
+    /// replays after it on the next open. Removes `dir`.
+    fn replays_only_kept_then_appends_after_it(dir: &Path, next: &[u8]) {
+        {
+            let (mut journal, seen) = open(dir);
+            assert_eq!(seen, vec![b"kept".to_vec()]);
+            append(&mut journal, next);
+        }
+        assert_eq!(open(dir).1, vec![b"kept".to_vec(), next.to_vec()]);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
     #[test]
     fn a_torn_tail_is_dropped_and_overwritten() {
         let dir = tempdir();
@@ -467,13 +479,7 @@ mod tests {
         // Tear the last record: its second half never reached the disk.
         let file = OpenOptions::new().write(true).open(dir.join("journal.0")).unwrap();
         file.write_all_at(&[0u8; 1500], torn_at + 1516).unwrap();
-        {
-            let (mut journal, seen) = open(&dir);
-            assert_eq!(seen, vec![b"kept".to_vec()]);
-            append(&mut journal, b"after");
-        }
-        assert_eq!(open(&dir).1, vec![b"kept".to_vec(), b"after".to_vec()]);
-        std::fs::remove_dir_all(&dir).ok();
+        replays_only_kept_then_appends_after_it(&dir, b"after");
     }
 
     #[test]
@@ -485,13 +491,7 @@ mod tests {
             let at = append(&mut journal, b"refused");
             journal.unappend(at).unwrap();
         }
-        {
-            let (mut journal, seen) = open(&dir);
-            assert_eq!(seen, vec![b"kept".to_vec()]);
-            append(&mut journal, b"next");
-        }
-        assert_eq!(open(&dir).1, vec![b"kept".to_vec(), b"next".to_vec()]);
-        std::fs::remove_dir_all(&dir).ok();
+        replays_only_kept_then_appends_after_it(&dir, b"next");
     }
 
     #[test]
