@@ -171,6 +171,9 @@ enum Command {
         /// preallocated file in this directory before answering it, as a durable server must.
         #[arg(long)]
         sync_dir: Option<PathBuf>,
+        /// Where each connection's thread waits for its next request.
+        #[arg(long, value_enum, default_value_t = null_server::Wait::Recv)]
+        wait: null_server::Wait,
     },
     /// Time from `since_epoch_ms` (when the script killed an ensemble's leader) to the first
     /// acknowledged write through this server: a new session and a create of `path`.
@@ -201,8 +204,8 @@ enum Command {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let cli = Cli::parse();
-    if let Command::NullServer { port, data_bytes, children, sync_dir } = &cli.command {
-        null_server::serve(*port, *data_bytes, *children, sync_dir.as_deref())?;
+    if let Command::NullServer { port, data_bytes, children, sync_dir, wait } = &cli.command {
+        null_server::serve(*port, *data_bytes, *children, sync_dir.as_deref(), *wait)?;
         return Ok(());
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()

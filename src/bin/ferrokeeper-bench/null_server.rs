@@ -8,7 +8,9 @@
 //! (encoded once, at start). There is no tree behind them: nothing is looked up or stored.
 //!
 //! Blocking IO, one thread per connection (at most `CONNECTIONS_MAX`), each thread answering its
-//! requests in order; durable writes of all connections share one log under a lock.
+//! requests in order; durable writes of all connections share one log under a lock. A thread waits
+//! for its next request in `recv` (the default) or, with `--wait epoll`, in `epoll_wait` on its
+//! socket as an event-driven server does: the two floors compare how the wait itself costs.
 
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -17,6 +19,8 @@ use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
+use rustix::buffer::spare_capacity;
+use rustix::event::epoll;
 use ferrokeeper::jute::{Decode, Encode};
 use ferrokeeper::proto::{
     encode_children_response, encode_get_data_response, ConnectResponse, CreateResponse, OpCode, ReplyHeader,
@@ -33,6 +37,16 @@ const FRAME_BYTES_MAX: usize = 1 << 20;
 /// The xid of a ping's reply.
 const XID_PING: i32 = -2;
 
+/// How a connection's thread waits for its next request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Wait {
+    /// In `recv` itself: the socket wakes the thread directly.
+    Recv,
+    /// In `epoll_wait` on the socket, then `recv`: how an event-driven server (ZooKeeper's NIO
+    /// selector, ferrokeeper's tokio runtime) waits, since one thread serves many connections.
+    Epoll,
+}
+
 /// What every connection's thread shares.
 struct Shared {
     data: Vec<u8>,
@@ -42,16 +56,23 @@ struct Shared {
     zxid: AtomicI64,
     sessions: AtomicI64,
     connections: AtomicUsize,
+    wait: Wait,
 }
 
 /// Serves on 127.0.0.1:`port` until killed. Answers `ruok` with `imok`, as the servers do.
-pub fn serve(port: u16, data_bytes: usize, children: u64, sync_dir: Option<&Path>) -> io::Result<()> {
+pub fn serve(port: u16, data_bytes: usize, children: u64, sync_dir: Option<&Path>, wait: Wait) -> io::Result<()> {
     let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))?;
-    eprintln!("null server on 127.0.0.1:{port}, children of {WIDE}: {children}");
-    serve_on(listener, data_bytes, children, sync_dir)
+    eprintln!("null server on 127.0.0.1:{port}, children of {WIDE}: {children}, waiting in {wait:?}");
+    serve_on(listener, data_bytes, children, sync_dir, wait)
 }
 
-fn serve_on(listener: TcpListener, data_bytes: usize, children: u64, sync_dir: Option<&Path>) -> io::Result<()> {
+fn serve_on(
+    listener: TcpListener,
+    data_bytes: usize,
+    children: u64,
+    sync_dir: Option<&Path>,
+    wait: Wait,
+) -> io::Result<()> {
     let log = sync_dir.map(FloorLog::create).transpose()?.map(Mutex::new);
     let mut children_body = BytesMut::new();
     let names = (0..children).map(|c| format!("child-{c:06}"));
@@ -63,6 +84,7 @@ fn serve_on(listener: TcpListener, data_bytes: usize, children: u64, sync_dir: O
         zxid: AtomicI64::new(1),
         sessions: AtomicI64::new(1),
         connections: AtomicUsize::new(0),
+        wait,
     });
     for stream in listener.incoming() {
         let Ok(stream) = stream else { continue };
@@ -129,7 +151,21 @@ fn serve_connection(mut stream: TcpStream, shared: &Shared) -> io::Result<()> {
         response.encode(out);
         out.extend_from_slice(&[0]); // readOnly
     })?;
+    let readable = match shared.wait {
+        Wait::Recv => None,
+        Wait::Epoll => {
+            let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
+            epoll::add(&epoll, &stream, epoll::EventData::new_u64(0), epoll::EventFlags::IN)?;
+            Some(epoll)
+        }
+    };
+    let mut events = Vec::with_capacity(1);
     loop {
+        if let Some(epoll) = &readable {
+            // Level-triggered: returns at once while a request is buffered.
+            events.clear();
+            epoll::wait(epoll, spare_capacity(&mut events), None)?;
+        }
         let mut request = read_frame(&mut stream, &mut body)?;
         let header = RequestHeader::decode(&mut request).map_err(bad)?;
         let op = OpCode::from_i32(header.op);
@@ -202,12 +238,21 @@ mod tests {
     use crate::wire::{Request, Session};
 
     #[tokio::test]
-    async fn answers_the_generators_requests_with_replies_of_the_real_sizes() {
+    async fn answers_the_generators_requests_with_replies_of_the_real_sizes_waiting_in_recv() {
+        answers_with_replies_of_the_real_sizes(Wait::Recv).await;
+    }
+
+    #[tokio::test]
+    async fn answers_the_generators_requests_with_replies_of_the_real_sizes_waiting_in_epoll() {
+        answers_with_replies_of_the_real_sizes(Wait::Epoll).await;
+    }
+
+    async fn answers_with_replies_of_the_real_sizes(wait: Wait) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let address = listener.local_addr().unwrap();
-        let dir = std::env::temp_dir().join(format!("null-server-test-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("null-server-test-{}-{wait:?}", std::process::id()));
         let log_dir = dir.clone();
-        std::thread::spawn(move || serve_on(listener, 100, 3, Some(&log_dir)));
+        std::thread::spawn(move || serve_on(listener, 100, 3, Some(&log_dir), wait));
         let mut session = Session::connect(address, None, std::time::Duration::from_secs(10))
             .await
             .unwrap();
