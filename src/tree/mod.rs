@@ -21,6 +21,7 @@
 mod acl_table;
 pub mod digest;
 mod index;
+mod listings;
 mod node_block;
 mod restorer;
 mod snapshot_cursor;
@@ -31,6 +32,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 pub use acl_table::{AclId, AclTable};
+pub use listings::Listing;
 pub use restorer::{NodePreparer, PreparedNode, RestoreError, TreeRestorer};
 pub use snapshot_cursor::SnapshotCursor;
 
@@ -38,6 +40,7 @@ use crate::proto::consts::{CONTAINER_EPHEMERAL_OWNER, CONFIG_PATH, EXTENDED_MASK
 use crate::proto::txn::{Txn, TxnBody};
 use crate::proto::{Acl, ErrorCode, Id, Stat, StatPersisted};
 use index::NodeIndex;
+use listings::Listings;
 use node_block::{BlockStat, Change, NodeBlock};
 
 /// Index of a node in the slab.
@@ -174,6 +177,8 @@ pub struct DataTree {
     live_nodes: usize,
     data_size: u64,
     extended_types_enabled: bool,
+    /// Encoded child lists of nodes with many children (forgotten when a child comes or goes).
+    listings: Listings,
     /// Highest zxid applied.
     pub last_processed_zxid: i64,
 }
@@ -182,6 +187,7 @@ pub struct DataTree {
 #[derive(Clone, Copy)]
 pub struct NodeRef<'a> {
     tree: &'a DataTree,
+    id: NodeId,
     node: &'a Node,
 }
 
@@ -230,6 +236,21 @@ impl<'a> NodeRef<'a> {
     /// its buffer (a `Vec<String>` cost one allocation and free per child).
     pub fn child_names(&self) -> ChildNames<'a> {
         ChildNames { tree: self.tree, next: self.node.first_child, remaining: self.node.num_children as usize }
+    }
+
+    /// The node's encoded child list, when the tree keeps one (`DataTree::keep_listing`).
+    pub fn listing(&self) -> Option<&'a Listing> {
+        self.tree.listings.get(self.id)
+    }
+
+    /// Whether the tree would keep this node's encoded child list (it has many children).
+    pub fn listing_worth_keeping(&self) -> bool {
+        self.node.num_children >= listings::CHILDREN_MIN
+    }
+
+    /// The node's id, for `DataTree::keep_listing`.
+    pub fn id(&self) -> NodeId {
+        self.id
     }
 }
 
@@ -289,6 +310,7 @@ impl DataTree {
             live_nodes: 0,
             data_size: 0,
             extended_types_enabled,
+            listings: Listings::default(),
             last_processed_zxid: 0,
         };
         let open = tree.acls.intern(&crate::proto::open_acl_unsafe());
@@ -403,7 +425,16 @@ impl DataTree {
     /// lookup serves the ACL check, the data or child names and the Stat.
     pub fn read(&self, path: &str) -> Option<NodeRef<'_>> {
         let id = self.lookup(path)?;
-        Some(NodeRef { tree: self, node: self.node(id) })
+        Some(NodeRef { tree: self, id, node: self.node(id) })
+    }
+
+    /// Keeps the encoded child list of node `id` (read through `NodeRef::child_names`) for later
+    /// replies, until one of its children is added or removed. Only for nodes whose
+    /// `NodeRef::listing_worth_keeping`.
+    pub fn keep_listing(&mut self, id: NodeId, listing: Listing) {
+        if self.nodes.get(id as usize).and_then(Option::as_ref).is_some_and(|n| n.num_children >= listings::CHILDREN_MIN) {
+            self.listings.keep(id, listing);
+        }
     }
 
     /// Child names (creation order) and Stat of the node at `path`.
@@ -580,6 +611,7 @@ impl DataTree {
             self.node_mut(oldest).prev_sibling = id;
         }
         self.node_mut(parent).num_children += 1;
+        self.listings.forget(parent);
         self.index.insert_hashed(&self.nodes, id, hash);
         self.data_size += (path_len + data_len) as u64;
         id
@@ -659,6 +691,7 @@ impl DataTree {
             // It was the newest: the one before it is now.
             self.node_mut(oldest).prev_sibling = node.prev_sibling;
         }
+        self.listings.forget(node.parent);
         let parent = self.node_mut(node.parent);
         parent.num_children -= 1;
         // Deletes move pzxid but not the persisted cversion (`DataTree.deleteNode`).
@@ -908,6 +941,18 @@ impl DataTree {
             }
             if id as NodeId != ROOT && self.find_child(node.parent, node.block.name()) != Some(id as NodeId) {
                 return Err(format!("node {id} missing from index"));
+            }
+        }
+        if self.listings.iter().map(|(_, l)| l.encoded.len()).sum::<usize>() != self.listings.bytes() {
+            return Err("the listings' byte count is off".into());
+        }
+        for (id, listing) in self.listings.iter() {
+            let node = self.nodes.get(id as usize).and_then(Option::as_ref).ok_or(format!("listing kept for gone node {id}"))?;
+            let names = NodeRef { tree: self, id, node }.child_names();
+            let mut encoded = bytes::BytesMut::new();
+            crate::jute::encode_str_vector(names, &mut encoded);
+            if encoded[..] != listing.encoded[..] {
+                return Err(format!("node {id}: the kept listing is not its children's"));
             }
         }
         if live != self.live_nodes || self.index.len() + 1 != live {

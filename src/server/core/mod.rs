@@ -49,7 +49,7 @@ use crate::server::auth::{authenticate, check_acl, user_name};
 use crate::server::metrics::{ids, java_length, java_length_utf8, read_stat_bytes, top_namespace, write_stat_bytes, ServerMetrics};
 use crate::server::prep::{closing_session_paths, prep_write, txn_type, PendingOverlay, PrepSettings, WriteRequest};
 use crate::session::{initial_session_id, session_password, SessionTracker};
-use crate::tree::{ApplyResult, DataTree, Trigger};
+use crate::tree::{ApplyResult, DataTree, Listing, Trigger};
 use crate::watch::{Delivery, WatchManager, WatcherType};
 
 mod slow;
@@ -1220,14 +1220,34 @@ impl Core {
                 let req = PathWatchRequest::decode(body).map_err(marshalling)?;
                 let node = self.tree.read(&req.path).ok_or(ErrorCode::NoNode)?;
                 check_acl(node.acl(), perms::READ, self.auth_ids(conn_id), auth)?;
-                // Names go from the tree straight into the reply (no Vec<String>).
-                let names = node.child_names();
-                out.reserve(names.len() * CHILD_NAME_ESTIMATE_BYTES + 4 + 68);
                 let stat = node.stat();
-                // read_per_namespace counts the names' lengths; summed while encoding, in one walk.
-                let mut name_units = 0;
-                let names = names.inspect(|name| name_units += java_length_utf8(name));
-                encode_children_response(names, (op == OpCode::GetChildren2).then_some(&stat), out);
+                let stat = (op == OpCode::GetChildren2).then_some(&stat);
+                let name_units = match node.listing() {
+                    // A big node listed before, its children unchanged since: copy the encoding.
+                    Some(listing) => {
+                        out.extend_from_slice(&listing.encoded);
+                        listing.name_units
+                    }
+                    None => {
+                        // Names go from the tree straight into the reply (no Vec<String>).
+                        let names = node.child_names();
+                        out.reserve(names.len() * CHILD_NAME_ESTIMATE_BYTES + 4 + 68);
+                        // read_per_namespace counts the names' lengths; summed while encoding, in one walk.
+                        let mut name_units = 0;
+                        let names = names.inspect(|name| name_units += java_length_utf8(name));
+                        let start = out.len();
+                        encode_children_response(names, None, out);
+                        if node.listing_worth_keeping() {
+                            let listing = Listing { encoded: out[start..].to_vec(), name_units };
+                            let id = node.id();
+                            self.tree.keep_listing(id, listing);
+                        }
+                        name_units
+                    }
+                };
+                if let Some(stat) = stat {
+                    stat.encode(out);
+                }
                 if req.watch {
                     self.watches.add_child_watch(&req.path, conn_id);
                 }

@@ -670,3 +670,66 @@ fn a_leader_preps_forwarded_requests_and_applies_them_at_their_commit_without_a_
     let expiry = core.take_unpersisted();
     assert!(matches!(expiry.as_slice(), [Txn { body: TxnBody::CloseSession { .. }, .. }]), "{expiry:?}");
 }
+
+/// Lists `path` with op (GetChildren or GetChildren2) and returns the names sorted and, for
+/// GetChildren2, the Stat's numChildren.
+fn list(core: &mut Core, conn: ConnId, xid: i32, op: OpCode, path: &str) -> (Vec<String>, Option<i32>) {
+    let out = request(core, conn, xid, op, &exists(path, false));
+    assert_eq!(replies(&out), vec![(conn, xid, 0)]);
+    let mut body = reply_header(&out[0]).1;
+    let mut names = crate::proto::GetChildrenResponse::decode(&mut body).unwrap().children;
+    let num_children = (op == OpCode::GetChildren2).then(|| crate::proto::Stat::decode(&mut body).unwrap().num_children);
+    assert!(body.is_empty(), "nothing after the reply");
+    names.sort();
+    (names, num_children)
+}
+
+/// A node with many children has its encoded listing kept between getChildren requests: every
+/// listing still names exactly the children of the moment, through creates and deletes, for
+/// getChildren and getChildren2 alike.
+#[test]
+fn listings_of_big_nodes_follow_every_create_and_delete() {
+    let mut core = Core::restored(settings(), DataTree::new(true), &[], 0, None, now(0));
+    connect_durable(&mut core, 1);
+    let mut xid = 0;
+    let mut write = |core: &mut Core, op: OpCode, path: String| {
+        xid += 1;
+        let out = match op {
+            OpCode::Create => request(core, 1, xid, op, &create(&path, 0)),
+            _ => request(core, 1, xid, op, &crate::proto::DeleteRequest { path, version: -1 }),
+        };
+        assert!(out.is_empty());
+        let zxid = core.take_unpersisted()[0].header.zxid;
+        core.persisted_through(zxid, now(2));
+        assert_eq!(replies(&core.take_outputs()), vec![(1, xid, 0)]);
+    };
+    write(&mut core, OpCode::Create, "/p".into());
+    let mut expected: Vec<String> = Vec::new();
+    for i in 0..100 {
+        write(&mut core, OpCode::Create, format!("/p/c{i:03}"));
+        expected.push(format!("c{i:03}"));
+    }
+    for round in 0..3 {
+        // Twice each: the second answer comes from the kept listing.
+        for op in [OpCode::GetChildren, OpCode::GetChildren, OpCode::GetChildren2, OpCode::GetChildren2] {
+            let (names, num_children) = list(&mut core, 1, 1000 + round, op, "/p");
+            assert_eq!(names, expected, "round {round}, {op:?}");
+            if op == OpCode::GetChildren2 {
+                assert_eq!(num_children, Some(expected.len() as i32));
+            }
+        }
+        core.tree.check_invariants().unwrap();
+        match round {
+            0 => {
+                write(&mut core, OpCode::Create, "/p/new".into());
+                expected.push("new".into());
+            }
+            1 => {
+                write(&mut core, OpCode::Delete, "/p/c050".into());
+                expected.retain(|n| n != "c050");
+            }
+            _ => {}
+        }
+        expected.sort();
+    }
+}
