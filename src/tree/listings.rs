@@ -1,9 +1,10 @@
 //! Encoded child lists of nodes with many children, as a getChildren reply carries them: a listing
 //! of 1,000 names is encoded once and copied into every later reply until a child is added or
 //! removed (the tree forgets the parent's listing in the same call that links or unlinks the
-//! child). Encoding walks every child node (scattered over the slab): a 1 x 1 getChildren of 1,000
-//! children took 49 us of server CPU encoding them per request, 39 us copying a kept listing (two
-//! runs of scripts/bench.sh on one machine, README, BENCHMARKS).
+//! child, and a deleted node's own, since its id may be reused). Encoding walks every child node
+//! (scattered over the slab): a 1 x 1 getChildren of 1,000 children took 49 us of server CPU
+//! encoding them per request, 39 us copying a kept listing (two runs of scripts/bench.sh on one
+//! machine, README, BENCHMARKS).
 //!
 //! Bounded: at most `BYTES_MAX` bytes of listings; keeping one more evicts others first.
 

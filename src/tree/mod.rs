@@ -429,10 +429,10 @@ impl DataTree {
     }
 
     /// Keeps the encoded child list of node `id` (read through `NodeRef::child_names`) for later
-    /// replies, until one of its children is added or removed. Only for nodes whose
-    /// `NodeRef::listing_worth_keeping`.
+    /// replies, until one of its children is added or removed or the node itself is deleted.
+    /// Callers keep only what `NodeRef::listing_worth_keeping`.
     pub fn keep_listing(&mut self, id: NodeId, listing: Listing) {
-        if self.nodes.get(id as usize).and_then(Option::as_ref).is_some_and(|n| n.num_children >= listings::CHILDREN_MIN) {
+        if self.nodes.get(id as usize).is_some_and(Option::is_some) {
             self.listings.keep(id, listing);
         }
     }
@@ -677,6 +677,8 @@ impl DataTree {
         let Some(node) = self.nodes[id as usize].take() else { return Err(ErrorCode::NoNode) };
         self.free.push(id);
         self.live_nodes -= 1;
+        // Its id may be reused by the next create.
+        self.listings.forget(id);
         self.index.remove(node.parent, node.block.name_bytes(), id);
         let oldest = self.node(node.parent).first_child;
         if id == oldest {
