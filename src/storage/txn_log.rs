@@ -140,6 +140,12 @@ struct Journaled {
     flushing: Option<thread::JoinHandle<Result<(), LogError>>>,
     /// The record being built (kept for its capacity).
     record: BytesMut,
+    /// Entries journaled but not yet in RocksDB (a journal record's payload format), inserted as
+    /// one batch once `UNAPPLIED_TXNS_MAX` or `UNAPPLIED_BYTES_MAX` is reached and before anything
+    /// reads, deletes or flushes the txns family or reuses a journal file (`apply_unapplied`).
+    unapplied: BytesMut,
+    /// Txns in `unapplied`.
+    unapplied_txns: usize,
 }
 
 fn key(zxid: i64) -> [u8; 8] {
@@ -201,6 +207,12 @@ const WAL_TOTAL_BYTES_MAX: u64 = 4 * TXNS_MEMTABLE_BYTES as u64;
 /// 64 KiB writes the same run had 2 syncs over 10 ms and a p99 of 9.4-10.5 ms, throughput
 /// 5-10% higher; create's p99 went from 32-42 to 18-20 ms (README, BENCHMARKS).
 const FLUSH_WRITE_BYTES_MAX: u64 = 64 << 10;
+/// Journaled txns kept out of RocksDB until they are inserted together: one RocksDB write for a
+/// batch of lone writes instead of one each. A lone create spent 10% of the server's CPU building
+/// and writing its one-txn RocksDB batch (perf, README BENCHMARKS), on the path to its reply.
+const UNAPPLIED_TXNS_MAX: usize = 256;
+/// Bytes of journaled txns kept out of RocksDB at most (see `UNAPPLIED_TXNS_MAX`).
+const UNAPPLIED_BYTES_MAX: usize = 1 << 20;
 
 impl TxnLog {
     /// Opens (creating if needed) the log in `dir`.
@@ -290,7 +302,13 @@ impl TxnLog {
             db,
             path,
             direct_io,
-            journaled: Mutex::new(Journaled { journal, flushing: None, record: BytesMut::new() }),
+            journaled: Mutex::new(Journaled {
+                journal,
+                flushing: None,
+                record: BytesMut::new(),
+                unapplied: BytesMut::new(),
+                unapplied_txns: 0,
+            }),
         };
         if replayed > 0 {
             // The replayed records of the older file must reach SST files before it is reused.
@@ -344,7 +362,7 @@ impl TxnLog {
             return Ok(()); // an empty journal record would read as the journal's end
         }
         let mut journaled = self.journaled();
-        let Journaled { journal, flushing, record } = &mut *journaled;
+        let Journaled { journal, flushing, record, unapplied, unapplied_txns } = &mut *journaled;
         // The record: [header] then, per txn, zxid (i64), length (u32) and the logged txn.
         record.clear();
         record.put_bytes(0, journal::RECORD_HEADER_BYTES);
@@ -357,17 +375,20 @@ impl TxnLog {
             let length = record.len() - length_at - 4;
             BigEndian::write_u32(&mut record[length_at..length_at + 4], length as u32);
         }
-        let payload_len = record.len() - journal::RECORD_HEADER_BYTES;
-        if payload_len > journal::PAYLOAD_BYTES_MAX {
+        let payload = &record[journal::RECORD_HEADER_BYTES..];
+        if payload.len() > journal::PAYLOAD_BYTES_MAX {
             // Too large for one record (huge znodes): through RocksDB's WAL, which orders it with
             // the journal's records correctly (they never share a zxid).
+            self.apply_unapplied(unapplied, unapplied_txns)?;
             let mut options = WriteOptions::default();
             options.set_sync(sync);
-            return self.db.write_opt(self.batch_of(&record[journal::RECORD_HEADER_BYTES..])?, &options).map_err(self.db_err());
+            return self.db.write_opt(self.batch_of(payload)?, &options).map_err(self.db_err());
         }
-        if !journal.fits(payload_len) {
+        if !journal.fits(payload.len()) {
             // The other file is reused once the flush started when this one was taken into use
-            // has finished; a new flush then covers everything this file holds.
+            // has finished; a new flush then covers everything this file holds, so what it holds
+            // must be in RocksDB first.
+            self.apply_unapplied(unapplied, unapplied_txns)?;
             if let Some(flush) = flushing.take() {
                 self.joined(flush)?;
             }
@@ -375,16 +396,43 @@ impl TxnLog {
             *flushing = self.start_flush()?;
         }
         let at = journal.append(record, sync)?;
-        let applied = self
-            .batch_of(&record[journal::RECORD_HEADER_BYTES..])
-            .and_then(|batch| self.db.write_opt(batch, &unlogged()).map_err(self.db_err()));
+        let kept = unapplied.len();
+        unapplied.extend_from_slice(&record[journal::RECORD_HEADER_BYTES..]);
+        *unapplied_txns += txns.len();
+        if unapplied.len() < UNAPPLIED_BYTES_MAX && *unapplied_txns < UNAPPLIED_TXNS_MAX {
+            return Ok(());
+        }
+        let applied = self.apply_unapplied(unapplied, unapplied_txns);
         if applied.is_err() {
             // Not acknowledged, and its zxids will be reused: it must not come back on replay.
+            // The txns before it were acknowledged and stay (in the journal, and here for the
+            // next attempt).
+            unapplied.truncate(kept);
+            *unapplied_txns -= txns.len();
             if let Err(e) = journal.unappend(at) {
                 tracing::warn!("could not take back a journal record whose txns were refused: {e}");
             }
         }
         applied
+    }
+
+    /// Inserts the journaled txns RocksDB does not hold yet, as one batch.
+    fn apply_unapplied(&self, unapplied: &mut BytesMut, unapplied_txns: &mut usize) -> Result<(), LogError> {
+        if unapplied.is_empty() {
+            return Ok(());
+        }
+        self.db.write_opt(self.batch_of(unapplied)?, &unlogged()).map_err(self.db_err())?;
+        unapplied.clear();
+        *unapplied_txns = 0;
+        Ok(())
+    }
+
+    /// Makes RocksDB hold every journaled txn, before the txns family is read or changed.
+    fn applied(&self) -> Result<MutexGuard<'_, Journaled>, LogError> {
+        let mut journaled = self.journaled();
+        let Journaled { unapplied, unapplied_txns, .. } = &mut *journaled;
+        self.apply_unapplied(unapplied, unapplied_txns)?;
+        Ok(journaled)
     }
 
     /// The RocksDB batch of a journal record's payload.
@@ -423,6 +471,8 @@ impl TxnLog {
     /// Puts every txn the journal holds into SST files and empties the journal, so that no
     /// journal record is replayed over what follows.
     fn checkpoint(&self, journaled: &mut Journaled) -> Result<(), LogError> {
+        let Journaled { unapplied, unapplied_txns, .. } = journaled;
+        self.apply_unapplied(unapplied, unapplied_txns)?;
         if let Some(flush) = journaled.flushing.take() {
             self.joined(flush)?;
         }
@@ -433,6 +483,7 @@ impl TxnLog {
 
     /// The highest zxid in the log.
     pub fn last_zxid(&self) -> Result<Option<i64>, LogError> {
+        drop(self.applied()?);
         let mut iter = self.db.iterator_cf(self.cf(CF_TXNS), IteratorMode::End);
         match iter.next() {
             None => Ok(None),
@@ -444,6 +495,7 @@ impl TxnLog {
     /// Calls `visit` for every txn with a zxid above `after`, in zxid order; stops early when it
     /// returns false.
     pub fn read_after(&self, after: i64, mut visit: impl FnMut(Txn) -> bool) -> Result<(), LogError> {
+        drop(self.applied()?);
         let start = key(after.saturating_add(1));
         let mut read_options = rocksdb::ReadOptions::default();
         read_options.set_verify_checksums(true);
@@ -493,6 +545,8 @@ impl TxnLog {
         if zxid <= purged {
             return Ok(());
         }
+        // Held until the range is deleted: a txn inserted after the delete would come back.
+        let _applied = self.applied()?;
         let mut batch = WriteBatch::default();
         batch.delete_range_cf(self.cf(CF_TXNS), key(0), key(zxid.saturating_add(1)));
         batch.put_cf(self.cf(CF_META), PURGED_THROUGH_KEY.as_bytes(), zxid.to_be_bytes());
@@ -506,6 +560,7 @@ impl TxnLog {
 
     /// The lowest zxid in the log.
     pub fn first_zxid(&self) -> Result<Option<i64>, LogError> {
+        drop(self.applied()?);
         let mut iter = self.db.iterator_cf(self.cf(CF_TXNS), IteratorMode::Start);
         match iter.next() {
             None => Ok(None),
@@ -519,6 +574,7 @@ impl TxnLog {
 
     /// Number of txns in the log (reads the whole log: for tools and tests).
     pub fn count(&self) -> Result<u64, LogError> {
+        drop(self.applied()?);
         let mut n = 0u64;
         for item in self.db.iterator_cf(self.cf(CF_TXNS), IteratorMode::Start) {
             item.map_err(self.db_err())?;
@@ -529,6 +585,7 @@ impl TxnLog {
 
     /// Writes the memtables to SST files (tests use it to damage an SST; the server never needs it).
     pub fn flush(&self) -> Result<(), LogError> {
+        drop(self.applied()?);
         self.db.flush_cf(self.cf(CF_TXNS)).map_err(self.db_err())?;
         self.db.flush_cf(self.cf(CF_META)).map_err(self.db_err())
     }
@@ -756,6 +813,36 @@ pub(crate) mod tests {
             std::fs::copy(entry.path(), copy.join(name)).unwrap();
         }
         copy
+    }
+
+    /// Lone appends reach RocksDB in batches (`UNAPPLIED_TXNS_MAX`): until then every read sees
+    /// them, a purge removes them for good, and a crash loses none (the journal holds them).
+    #[test]
+    fn lone_appends_not_yet_in_rocksdb_are_read_purged_and_survive_a_crash() {
+        let dir = tempdir();
+        let log = TxnLog::open(&dir).unwrap();
+        let lone = UNAPPLIED_TXNS_MAX as i64 + 44;
+        for zxid in 1..=lone {
+            log.append(&[txn(zxid)], true).unwrap();
+        }
+        assert_eq!(log.journaled().unapplied_txns, 44, "the last lone appends wait for a batch");
+        // The purge reaches the txns still waiting: none of them may come back later.
+        log.purge_through(lone - 30).unwrap();
+        for zxid in lone + 1..=lone + 10 {
+            log.append(&[txn(zxid)], true).unwrap();
+        }
+        let expected: Vec<i64> = (lone - 29..=lone + 10).collect();
+        let crashed = crash_copy(&log, true);
+        assert_eq!(zxids(&log, 0), expected);
+        assert_eq!(log.last_zxid().unwrap(), Some(lone + 10));
+        assert_eq!(log.first_zxid().unwrap(), Some(lone - 29));
+        assert_eq!(log.count().unwrap(), expected.len() as u64);
+        drop(log);
+        let reopened = TxnLog::open(&crashed).unwrap();
+        assert_eq!(zxids(&reopened, 0), expected);
+        drop(reopened);
+        std::fs::remove_dir_all(&crashed).ok();
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     /// Synced txns come back after a crash from the journal, across a switch of its files, and

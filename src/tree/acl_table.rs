@@ -14,7 +14,9 @@ pub type AclId = u32;
 #[derive(Debug, Default)]
 pub struct AclTable {
     lists: Vec<Option<(Arc<[Acl]>, u64)>>,
-    ids: HashMap<Arc<[Acl]>, AclId>,
+    /// foldhash rather than SipHash: every create interns its ACL list, and SipHash over the
+    /// list's strings was a visible share of a lone create's CPU (perf, README BENCHMARKS).
+    ids: HashMap<Arc<[Acl]>, AclId, foldhash::fast::RandomState>,
     free: Vec<AclId>,
 }
 
