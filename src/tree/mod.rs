@@ -558,15 +558,29 @@ impl DataTree {
         stat: StatPersisted,
     ) -> Result<NodeId, ErrorCode> {
         let (parent_path, name) = split_parent(path).ok_or(ErrorCode::BadArguments)?;
+        let parent = self.lookup(parent_path).ok_or(ErrorCode::NoNode)?;
+        self.insert_child(parent, name, path.len(), data, acl, stat)
+    }
+
+    /// `insert_node` under a parent already looked up: `name` is the last segment of a path of
+    /// `path_len` bytes.
+    fn insert_child(
+        &mut self,
+        parent: NodeId,
+        name: &str,
+        path_len: usize,
+        data: Option<&[u8]>,
+        acl: &[Acl],
+        stat: StatPersisted,
+    ) -> Result<NodeId, ErrorCode> {
         if name.is_empty() {
             return Err(ErrorCode::BadArguments);
         }
-        let parent = self.lookup(parent_path).ok_or(ErrorCode::NoNode)?;
         if self.find_child(parent, name).is_some() {
             return Err(ErrorCode::NodeExists);
         }
         let acl = self.acls.intern(acl);
-        Ok(self.link_child(parent, name, path.len(), data, acl, stat))
+        Ok(self.link_child(parent, name, path_len, data, acl, stat))
     }
 
     /// Links a new node `name` under `parent`, which has no child of that name, taking over one
@@ -638,7 +652,7 @@ impl DataTree {
         time: i64,
         triggers: &mut Vec<Trigger>,
     ) -> Result<Stat, ErrorCode> {
-        let (parent_path, _) = split_parent(path).ok_or(ErrorCode::BadArguments)?;
+        let (parent_path, name) = split_parent(path).ok_or(ErrorCode::BadArguments)?;
         let parent = self.lookup(parent_path).ok_or(ErrorCode::NoNode)?;
         {
             let parent_stat = &mut self.node_mut(parent).stat;
@@ -659,7 +673,8 @@ impl DataTree {
             ephemeral_owner: kind.ephemeral_owner(),
             pzxid: zxid,
         };
-        let id = self.insert_node(path, data, acl, stat)?;
+        // The parent found above: one walk of the path per create, not two.
+        let id = self.insert_child(parent, name, path.len(), data, acl, stat)?;
         self.index_kind(path, kind);
         triggers.push(Trigger::Created(path.to_owned()));
         Ok(self.client_stat(self.node(id)))
