@@ -558,6 +558,10 @@ impl DataTree {
         stat: StatPersisted,
     ) -> Result<NodeId, ErrorCode> {
         let (parent_path, name) = split_parent(path).ok_or(ErrorCode::BadArguments)?;
+        // An empty name is refused before the parent is looked for, whether it exists or not.
+        if name.is_empty() {
+            return Err(ErrorCode::BadArguments);
+        }
         let parent = self.lookup(parent_path).ok_or(ErrorCode::NoNode)?;
         self.insert_child(parent, name, path.len(), data, acl, stat)
     }
