@@ -5,6 +5,7 @@
 mod quorum;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpSocket};
@@ -16,7 +17,8 @@ use crate::config::Config;
 use crate::server::auth::AuthSettings;
 use crate::server::core::{Core, CoreSettings};
 use crate::server::core::Now;
-use crate::server::net::{conn_limits, run_core, run_listener, Clock, Persistence};
+use crate::server::net::{conn_limits, run_core, run_listener, Clock, ZabInputs};
+use crate::server::pipeline::{Persistence, Pipeline};
 use crate::server::replication::ZabLink;
 use crate::storage::txn_log::TxnLog;
 use crate::storage::{restore, Layout, LogWriter};
@@ -227,17 +229,12 @@ impl Serving {
         let limit = config.global_outstanding_limit.max(1) as usize;
         let (events_tx, events_rx) = mpsc::channel(limit);
         let container_interval = Duration::from_millis(config.container_check_interval_ms as u64);
-        let core_task = tokio::spawn(run_core(
-            core,
-            admin,
-            events_rx,
-            clock,
-            container_interval,
-            limit,
-            Some(persistence),
-            zab,
-            shutdown_rx.clone(),
-        ));
+        let (upstream, zab) = match zab {
+            Some(ZabLink { events, upstream, local_sessions }) => (Some(upstream), Some(ZabInputs { events, local_sessions })),
+            None => (None, None),
+        };
+        let pipeline = Arc::new(tokio::sync::Mutex::new(Pipeline::new(core, admin, clock, limit, Some(persistence), upstream)));
+        let core_task = tokio::spawn(run_core(pipeline.clone(), events_rx, container_interval, zab, shutdown_rx.clone()));
         // ---- observability endpoints (admin::http) ----
         let http_tasks = match crate::admin::http::spawn_endpoints(config, &events_tx, &shutdown_rx).await {
             Ok(tasks) => tasks,
@@ -247,7 +244,7 @@ impl Serving {
                 return Err(NodeError::Bind { address, source });
             }
         };
-        let listener_task = tokio::spawn(run_listener(listener, events_tx, conn_limits(config), shutdown_rx));
+        let listener_task = tokio::spawn(run_listener(listener, events_tx, pipeline, conn_limits(config), shutdown_rx));
         Ok(Serving { local, shutdown, core_task, listener_task, http_tasks })
     }
 
