@@ -7,7 +7,8 @@
 //! - `watch`: watch tables and trigger rules.
 //! - `session`: session ids, passwords, expiry buckets.
 //! - `config`: `zoo.cfg` parsing.
-//! - `server`: the request pipeline (`core`, `prep`, `auth`) and its tokio driver (`net`).
+//! - `server`: the request pipeline (`core`, `prep`, `auth`; its state between rounds in
+//!   `pipeline`) and its tokio driver (`net`).
 //! - `storage`: the txn log on RocksDB, snapshots, restart.
 //! - `admin`: four-letter words.
 //! - `zab`: the quorum: quorum rules, fast leader election, and the election connections.

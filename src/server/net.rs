@@ -4,9 +4,10 @@
 //! Hand-offs: a reader sends every complete frame it has buffered as one event (or, while the
 //! pipeline is idle, runs them through it itself); the core task handles what is queued, then
 //! writes each connection's replies of that round with one `writev` straight to the socket when
-//! nothing is queued for it (the common case), so a request crosses at most two tasks, not three. Only what the socket does not take goes to the writer task,
-//! which keeps the connection's bytes in order from then on; so do rounds that touch many
-//! connections (a watch fan-out), which the writer tasks spread over the runtime's workers.
+//! nothing is queued for it (the common case), so a request crosses at most two tasks, not
+//! three. Only what the socket does not take goes to the writer task, which keeps the
+//! connection's bytes in order from then on; so do rounds that touch many connections (a watch
+//! fan-out), which the writer tasks spread over the runtime's workers.
 //!
 //! Bounds: the channel into the core holds at most `globalOutstandingLimit` requests (readers
 //! wait when it is full, which stops reading from sockets, as ZooKeeper does); each connection's

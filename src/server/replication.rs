@@ -4,7 +4,7 @@
 //! forwarded requests and a leader's answers go (`Upstream`).
 //!
 //! Owns: the channels' ends and the encoding of the two packets a follower's pipeline sends its
-//! leader (REQUEST, REVALIDATE). Must not touch: the tree (the core task's) or the sockets (the
+//! leader (REQUEST, REVALIDATE). Must not touch: the tree (the pipeline's) or the sockets (the
 //! threads').
 //!
 //! Bounds: `ZabEvent`s travel in a bounded channel the core task always drains; the leader's
