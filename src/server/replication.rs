@@ -12,6 +12,7 @@
 //! forwarding thread does, see `LeaderInbox`); the follower's packets by
 //! `zab::follower::OUTGOING_MAX`.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 
@@ -26,6 +27,7 @@ use crate::server::core::Forward;
 use crate::storage::txn_log::TxnLog;
 use crate::storage::{Durability, LogWriter};
 use crate::zab::leader::LearnerId;
+use crate::zab::follower::ToLeader;
 use crate::zab::leading::LeaderInput;
 
 /// `ZabEvent`s queued for the core task.
@@ -105,12 +107,18 @@ impl TxnSink {
     }
 }
 
-/// The core task's way into the leading thread's inputs. The core task must never wait on that
-/// bounded queue (the leading thread waits on the core task for snapshots), so a forwarding
-/// thread does the waiting; what it holds is bounded by the pipeline's outstanding requests.
+/// The pipeline's way into the leading thread's inputs. The pipeline must never wait on that
+/// bounded queue (the leading thread waits on the pipeline for snapshots): inputs go straight in
+/// while there is room and nothing waits before them, otherwise to a forwarding thread that does
+/// the waiting; what it holds is bounded by the pipeline's outstanding requests. The straight way
+/// spares every write a wake-up of that thread (one thread hop of a write's path).
 #[derive(Clone)]
 pub struct LeaderInbox {
     tx: std::sync::mpsc::Sender<Vec<LeaderInput>>,
+    inputs: SyncSender<LeaderInput>,
+    /// Batches handed to the forwarding thread and not yet passed on; while there are any,
+    /// later inputs queue behind them, so the leading thread sees every input in order.
+    forwarding: Arc<AtomicUsize>,
 }
 
 impl LeaderInbox {
@@ -118,16 +126,19 @@ impl LeaderInbox {
     /// leading thread has stopped taking inputs.
     pub fn start(inputs: SyncSender<LeaderInput>) -> LeaderInbox {
         let (tx, rx) = std::sync::mpsc::channel::<Vec<LeaderInput>>();
+        let forwarding = Arc::new(AtomicUsize::new(0));
+        let (thread_inputs, thread_forwarding) = (inputs.clone(), forwarding.clone());
         std::thread::spawn(move || {
             for batch in rx {
                 for input in batch {
-                    if inputs.send(input).is_err() {
+                    if thread_inputs.send(input).is_err() {
                         return;
                     }
                 }
+                thread_forwarding.fetch_sub(1, Ordering::AcqRel);
             }
         });
-        LeaderInbox { tx }
+        LeaderInbox { tx, inputs, forwarding }
     }
 
     /// Queues an input for the leading thread (dropped once it has stopped).
@@ -135,9 +146,30 @@ impl LeaderInbox {
         self.send_all(vec![input]);
     }
 
-    /// Queues inputs, in order, with one wake-up of the forwarding thread.
+    /// Queues inputs, in order: straight into the leading thread's queue while it has room and
+    /// the forwarding thread holds nothing, the rest through the forwarding thread.
     pub fn send_all(&self, inputs: Vec<LeaderInput>) {
-        let _ = self.tx.send(inputs);
+        let mut inputs = inputs.into_iter();
+        let rest: Vec<LeaderInput> = if self.forwarding.load(Ordering::Acquire) == 0 {
+            loop {
+                let Some(input) = inputs.next() else { return };
+                match self.inputs.try_send(input) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(input)) => break std::iter::once(input).chain(inputs).collect(),
+                    // The leading thread has stopped taking inputs.
+                    Err(TrySendError::Disconnected(_)) => return,
+                }
+            }
+        } else {
+            inputs.collect()
+        };
+        if rest.is_empty() {
+            return;
+        }
+        self.forwarding.fetch_add(1, Ordering::AcqRel);
+        if self.tx.send(rest).is_err() {
+            self.forwarding.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 }
 
@@ -182,7 +214,7 @@ pub enum Upstream {
     /// A leader's answers to its learners (REVALIDATE).
     Leader(LeaderInbox),
     /// A follower's packets to its leader (REQUEST, REVALIDATE).
-    Follower(SyncSender<Bytes>),
+    Follower(Arc<ToLeader>),
 }
 
 /// The core task's side of the replication: events in, messages out, and the local sessions
@@ -230,13 +262,13 @@ impl Upstream {
     }
 
     fn to_leader(&self, packet: &QuorumPacket) {
-        let Upstream::Follower(queue) = self else {
+        let Upstream::Follower(to_leader) = self else {
             warn!(packet = packet_type::name(packet.packet_type), "a leader's pipeline has no leader to send to; dropped");
             return;
         };
         let mut out = BytesMut::with_capacity(packet.encoded_len());
         packet.encode(&mut out);
-        match queue.try_send(out.freeze()) {
+        match to_leader.send(out.freeze(), false) {
             Ok(()) => {}
             // The client's request then gets no answer; its session times out or it reconnects.
             Err(TrySendError::Full(_)) => warn!("the queue to the leader is full; a client request is dropped"),

@@ -14,9 +14,9 @@
 
 use std::io::Write;
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -71,10 +71,69 @@ const CONNECT_RETRY: Duration = Duration::from_millis(10);
 /// Packets queued for the leader, from the follower and from the request pipeline.
 pub const OUTGOING_MAX: usize = 16_384;
 
-/// The queue of packets to the leader: the request pipeline keeps a sender (for REQUEST and
-/// REVALIDATE), `follow` takes both ends. A packet is whole encoded bytes.
-pub fn outgoing() -> (SyncSender<Bytes>, Receiver<Bytes>) {
-    sync_channel(OUTGOING_MAX)
+/// The way to the leader: the request pipeline keeps one (for REQUEST and REVALIDATE), `follow`
+/// takes both ends. A packet is whole encoded bytes.
+pub fn outgoing() -> (Arc<ToLeader>, Receiver<Bytes>) {
+    let (queue, packets) = sync_channel(OUTGOING_MAX);
+    let to_leader = ToLeader { queue, queued: AtomicUsize::new(0), socket: Mutex::new(None) };
+    (Arc::new(to_leader), packets)
+}
+
+/// Packets to the leader, from the follower thread (acks, pings) and from the request pipeline:
+/// written straight to the socket while nothing waits in the writer thread's queue (the common
+/// case: it spares an ack or a forwarded request the wake-up of that thread), the rest (and
+/// whatever the socket does not take at once) through that queue, which keeps the stream's order
+/// from then on.
+#[derive(Debug)]
+pub struct ToLeader {
+    queue: SyncSender<Bytes>,
+    /// Packets put in the queue and not yet written by the writer thread.
+    queued: AtomicUsize,
+    /// The connected socket, for straight writes (none before `follow` connects and after it
+    /// ends); its lock makes the choice between a straight write and the queue one step.
+    socket: Mutex<Option<TcpStream>>,
+}
+
+impl ToLeader {
+    /// Sends one packet. With `wait`, waits while the queue is full (the follower thread: the
+    /// writer drains it at the socket's pace); without, a packet that finds it full is dropped
+    /// (the pipeline never waits on it), as is any packet once the writer has stopped.
+    pub fn send(&self, mut packet: Bytes, wait: bool) -> Result<(), TrySendError<Bytes>> {
+        {
+            let socket = self.socket.lock().unwrap_or_else(|p| p.into_inner());
+            if let (Some(socket), 0) = (socket.as_ref(), self.queued.load(Ordering::Acquire)) {
+                // MSG_DONTWAIT for this call only: the writer thread's clone stays blocking. An
+                // error is left to the writer thread, which meets it on its next write.
+                let flags = rustix::net::SendFlags::DONTWAIT | rustix::net::SendFlags::NOSIGNAL;
+                if let Ok(written) = rustix::net::send(socket, &packet, flags) {
+                    if written == packet.len() {
+                        return Ok(());
+                    }
+                    packet = packet.slice(written..);
+                }
+            }
+            // Counted under the lock: from here on, every later packet queues behind this one.
+            self.queued.fetch_add(1, Ordering::AcqRel);
+        }
+        let sent = if wait {
+            self.queue.send(packet).map_err(|e| TrySendError::Disconnected(e.0))
+        } else {
+            self.queue.try_send(packet)
+        };
+        if sent.is_err() {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+        }
+        sent
+    }
+
+    /// The writer thread wrote `count` packets from the queue.
+    fn written(&self, count: usize) {
+        self.queued.fetch_sub(count, Ordering::AcqRel);
+    }
+
+    fn connected(&self, socket: Option<TcpStream>) {
+        *self.socket.lock().unwrap_or_else(|p| p.into_inner()) = socket;
+    }
 }
 
 /// A store operation that failed; the follower stops following.
@@ -117,12 +176,12 @@ pub struct FollowerSettings {
 
 /// Follows the leader until the connection fails, the leader breaks the protocol, the store fails
 /// or `stop` is set (checked at least once per read timeout). Packets for the leader go through
-/// `outgoing` (see `outgoing()`), written by a thread of their own in queue order.
+/// `outgoing` (see `ToLeader`): straight to the socket, or in order through a writer thread.
 pub fn follow(
     settings: &FollowerSettings,
     start: LearnerStart,
     store: &mut dyn FollowerStore,
-    outgoing: (SyncSender<Bytes>, Receiver<Bytes>),
+    outgoing: (Arc<ToLeader>, Receiver<Bytes>),
     stop: &AtomicBool,
 ) -> Result<(), FollowError> {
     let address =
@@ -145,23 +204,26 @@ pub fn follow(
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(settings.init_limit))?;
     info!(leader = %settings.leader, "connected to the leader");
-    let (queue, packets) = outgoing;
+    let (to_leader, packets) = outgoing;
     let done = Arc::new(AtomicBool::new(false));
     let writer = {
-        let (stream, done) = (stream.try_clone()?, done.clone());
-        std::thread::spawn(move || write_packets(stream, packets, &done))
+        let (stream, done, to_leader) = (stream.try_clone()?, done.clone(), to_leader.clone());
+        std::thread::spawn(move || write_packets(stream, packets, &to_leader, &done))
     };
+    to_leader.connected(Some(stream.try_clone()?));
     let mut connection = Connection {
         reader: PacketReader::new(stream.try_clone()?, settings.data_max_bytes),
         socket: stream,
-        queue,
+        to_leader,
     };
     let result = run_loop(settings, start, store, &mut connection, stop);
-    // Ends the writer thread: it sees `done` once woken by the empty packet (or within a poll
-    // when the queue is full, as it is writing then), or its write fails. Without the wake-up,
-    // joining it held the next election back by up to `WRITER_POLL`.
+    // No straight writes from here on: what is still sent goes to the writer (and nowhere once
+    // it has stopped). Ends the writer thread: it sees `done` once woken by the empty packet (or
+    // within a poll when the queue is full, as it is writing then), or its write fails. Without
+    // the wake-up, joining it held the next election back by up to `WRITER_POLL`.
+    connection.to_leader.connected(None);
     done.store(true, Ordering::Relaxed);
-    let _ = connection.queue.try_send(Bytes::new());
+    let _ = connection.to_leader.send(Bytes::new(), false);
     let _ = connection.socket.shutdown(Shutdown::Both);
     let _ = writer.join();
     result
@@ -170,17 +232,19 @@ pub fn follow(
 /// How often the packet writer looks at the `done` flag while its queue is empty.
 const WRITER_POLL: Duration = Duration::from_millis(100);
 
-fn write_packets(mut stream: TcpStream, packets: Receiver<Bytes>, done: &AtomicBool) {
+fn write_packets(mut stream: TcpStream, packets: Receiver<Bytes>, to_leader: &ToLeader, done: &AtomicBool) {
     let mut batch = BytesMut::new();
     while !done.load(Ordering::Relaxed) {
         match packets.recv_timeout(WRITER_POLL) {
             Ok(first) => {
                 batch.clear();
-                crate::zab::leading::gather(first, &packets, &mut batch);
+                let count = crate::zab::leading::gather(first, &packets, &mut batch);
                 if stream.write_all(&batch).is_err() {
                     let _ = stream.shutdown(Shutdown::Both);
                     return;
                 }
+                // Only now may a packet skip the queue: everything taken from it is written.
+                to_leader.written(count);
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
@@ -235,7 +299,7 @@ fn run_loop(
 struct Connection {
     reader: PacketReader,
     socket: TcpStream,
-    queue: SyncSender<Bytes>,
+    to_leader: Arc<ToLeader>,
 }
 
 impl Connection {
@@ -243,9 +307,10 @@ impl Connection {
         let mut out = BytesMut::with_capacity(packet.encoded_len());
         packet.encode(&mut out);
         // Waits while the queue is full: the writer drains it at the socket's pace.
-        self.queue.send(out.freeze()).map_err(|_| {
-            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the packet writer has stopped")
-        })?;
+        if self.to_leader.send(out.freeze(), true).is_err() {
+            let stopped = std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the packet writer has stopped");
+            return Err(stopped.into());
+        }
         Ok(())
     }
 
