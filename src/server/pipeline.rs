@@ -18,7 +18,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use tokio::sync::{watch, Notify};
 use tracing::{info, warn};
 
@@ -114,7 +114,8 @@ fn snapshot_threshold(snap_count: u64, rng: &mut u64) -> u64 {
 }
 
 impl Pipeline {
-    /// A pipeline around `core`; `upstream` is a follower's way to its leader.
+    /// A pipeline around `core`; `upstream` is where a quorum member's messages for the rest of
+    /// the ensemble go (a follower's leader, a leader's learners).
     pub fn new(
         core: Core,
         admin: AdminState,
@@ -577,6 +578,8 @@ struct Dispatcher {
     touched: Vec<ConnId>,
     /// Where a follower's forwarded requests go.
     upstream: Option<Upstream>,
+    /// A follower's packets for its leader in this round (forwarded requests, revalidations).
+    to_leader: BytesMut,
 }
 
 impl Dispatcher {
@@ -593,11 +596,11 @@ impl Dispatcher {
                     state.staged.push(frame);
                 }
                 Output::Forward(request) => match &self.upstream {
-                    Some(upstream) => upstream.forward(request),
+                    Some(upstream) => upstream.forward(request, &mut self.to_leader),
                     None => warn!("a forwarded request without a leader to go to; dropped"),
                 },
                 Output::Revalidate { session_id, timeout_ms } => match &self.upstream {
-                    Some(upstream) => upstream.revalidate(session_id, timeout_ms),
+                    Some(upstream) => upstream.revalidate(session_id, timeout_ms, &mut self.to_leader),
                     None => warn!("a revalidation without a leader to go to; dropped"),
                 },
                 // The writer drains what is queued, then shuts the socket down when its sender is dropped.
@@ -607,6 +610,10 @@ impl Dispatcher {
                     }
                 }
             }
+        }
+        // A follower's packets for the leader of this round, with one write.
+        if let (Some(upstream), false) = (&self.upstream, self.to_leader.is_empty()) {
+            upstream.send_to_leader(self.to_leader.split().freeze());
         }
         // A round that touches many connections (a watch fan-out) is handed to their writer tasks,
         // which the runtime spreads over its workers: written serially here, 1,000 events kept

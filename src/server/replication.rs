@@ -229,9 +229,10 @@ pub struct ZabLink {
 }
 
 impl Upstream {
-    /// Follower: sends a client's request to the leader (`Learner.request`: REQUEST with zxid
-    /// -1, data = session, cxid, type, record, and the connection's auth ids).
-    pub fn forward(&self, request: Forward) {
+    /// Follower: adds a client's request for the leader to `out` (`Learner.request`: REQUEST
+    /// with zxid -1, data = session, cxid, type, record, and the connection's auth ids); a
+    /// round's packets go out together (`send_to_leader`).
+    pub fn forward(&self, request: Forward, out: &mut BytesMut) {
         let Forward { session_id, cxid, op, record, authinfo } = request;
         let mut data = BytesMut::with_capacity(RequestHead::LEN + record.len());
         RequestHead { session_id, cxid, op }.encode(&mut data);
@@ -242,15 +243,16 @@ impl Upstream {
             data: Some(data.freeze()),
             authinfo: Some(authinfo),
         };
-        self.to_leader(&packet);
+        self.for_leader(&packet, out);
     }
 
-    /// Follower: asks the leader whether a reconnecting session is valid (`Learner.validateSession`).
-    pub fn revalidate(&self, session_id: i64, timeout_ms: i32) {
+    /// Follower: adds to `out` a question to the leader whether a reconnecting session is valid
+    /// (`Learner.validateSession`).
+    pub fn revalidate(&self, session_id: i64, timeout_ms: i32, out: &mut BytesMut) {
         let mut data = BytesMut::with_capacity(12);
         data.extend_from_slice(&session_id.to_be_bytes());
         data.extend_from_slice(&timeout_ms.to_be_bytes());
-        self.to_leader(&QuorumPacket::with_data(packet_type::REVALIDATE, -1, data.freeze()));
+        self.for_leader(&QuorumPacket::with_data(packet_type::REVALIDATE, -1, data.freeze()), out);
     }
 
     /// Leader: answers a learner's REVALIDATE.
@@ -261,17 +263,22 @@ impl Upstream {
         }
     }
 
-    fn to_leader(&self, packet: &QuorumPacket) {
-        let Upstream::Follower(to_leader) = self else {
-            warn!(packet = packet_type::name(packet.packet_type), "a leader's pipeline has no leader to send to; dropped");
-            return;
-        };
-        let mut out = BytesMut::with_capacity(packet.encoded_len());
-        packet.encode(&mut out);
-        match to_leader.send(out.freeze(), false) {
+    fn for_leader(&self, packet: &QuorumPacket, out: &mut BytesMut) {
+        match self {
+            Upstream::Follower(_) => packet.encode(out),
+            Upstream::Leader(_) => {
+                warn!(packet = packet_type::name(packet.packet_type), "a leader's pipeline has no leader to send to; dropped");
+            }
+        }
+    }
+
+    /// Follower: sends the packets `forward` and `revalidate` added, with one write.
+    pub fn send_to_leader(&self, packets: Bytes) {
+        let Upstream::Follower(to_leader) = self else { return };
+        match to_leader.send(packets, false) {
             Ok(()) => {}
-            // The client's request then gets no answer; its session times out or it reconnects.
-            Err(TrySendError::Full(_)) => warn!("the queue to the leader is full; a client request is dropped"),
+            // The clients' requests then get no answer; their sessions time out or reconnect.
+            Err(TrySendError::Full(_)) => warn!("the queue to the leader is full; client requests are dropped"),
             // Following has ended; this pipeline is about to stop.
             Err(TrySendError::Disconnected(_)) => {}
         }

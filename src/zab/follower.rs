@@ -215,6 +215,7 @@ pub fn follow(
         reader: PacketReader::new(stream.try_clone()?, settings.data_max_bytes),
         socket: stream,
         to_leader,
+        outgoing: BytesMut::new(),
     };
     let result = run_loop(settings, start, store, &mut connection, stop);
     // No straight writes from here on: what is still sent goes to the writer (and nowhere once
@@ -300,14 +301,22 @@ struct Connection {
     reader: PacketReader,
     socket: TcpStream,
     to_leader: Arc<ToLeader>,
+    /// Packets of the current `perform`, sent together at its end (`flush`).
+    outgoing: BytesMut,
 }
 
 impl Connection {
-    fn send(&mut self, packet: &QuorumPacket) -> Result<(), FollowError> {
-        let mut out = BytesMut::with_capacity(packet.encoded_len());
-        packet.encode(&mut out);
+    fn send(&mut self, packet: &QuorumPacket) {
+        packet.encode(&mut self.outgoing);
+    }
+
+    /// Sends what this round queued (the acks of a synced burst in one write).
+    fn flush(&mut self) -> Result<(), FollowError> {
+        if self.outgoing.is_empty() {
+            return Ok(());
+        }
         // Waits while the queue is full: the writer drains it at the socket's pace.
-        if self.to_leader.send(out.freeze(), true).is_err() {
+        if self.to_leader.send(self.outgoing.split().freeze(), true).is_err() {
             let stopped = std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the packet writer has stopped");
             return Err(stopped.into());
         }
@@ -325,10 +334,12 @@ impl Connection {
         while !actions.is_empty() {
             for action in actions {
                 match action {
-                    LearnerAction::Send(packet) => self.send(&packet)?,
+                    LearnerAction::Send(packet) => self.send(&packet),
                     LearnerAction::PersistAcceptedEpoch(epoch) => store.persist_accepted_epoch(epoch)?,
                     LearnerAction::PersistCurrentEpoch(epoch) => store.persist_current_epoch(epoch)?,
                     LearnerAction::LoadSnapshot { zxid } => {
+                        // What is queued goes out before this thread waits for the stream.
+                        self.flush()?;
                         let stream = self.reader.snapshot_stream()?;
                         info!(
                             zxid = format_args!("0x{zxid:x}"),
@@ -360,7 +371,7 @@ impl Connection {
                             data.extend_from_slice(&session_id.to_be_bytes());
                             data.extend_from_slice(&timeout_ms.to_be_bytes());
                         }
-                        self.send(&QuorumPacket::with_data(packet_type::PING, zxid, data.freeze()))?;
+                        self.send(&QuorumPacket::with_data(packet_type::PING, zxid, data.freeze()));
                     }
                     LearnerAction::Serving { epoch } => {
                         info!(
@@ -384,11 +395,11 @@ impl Connection {
             let actions = learner.take_actions();
             for action in actions {
                 match action {
-                    LearnerAction::Send(packet) => self.send(&packet)?,
+                    LearnerAction::Send(packet) => self.send(&packet),
                     other => unreachable!("a sync only releases acks, not {other:?}"),
                 }
             }
         }
-        Ok(())
+        self.flush()
     }
 }

@@ -13,10 +13,10 @@
 //! (readers wait when it is full); a packet's data at most `data_max_bytes`.
 
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::{IoSlice, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -41,6 +41,8 @@ pub const LEARNERS_MAX: usize = 256;
 pub const INPUTS_MAX: usize = 4_096;
 /// Inputs handled before one log sync covers their proposals.
 const BATCH_MAX: usize = 1_024;
+/// Most packets in one straight write to a learner (`Driver::send_now`); the rest are queued.
+const WRITEV_SLICES_MAX: usize = 64;
 /// How long the acceptor backs off after a failed accept (out of descriptors and the like).
 const ACCEPT_POLL: Duration = Duration::from_millis(50);
 
@@ -204,6 +206,7 @@ pub fn lead(
         unsynced: None,
         proposal_sizes: None,
         samples: Arc::new(Mutex::new(Vec::new())),
+        outgoing: BTreeMap::new(),
     };
     // Every way out of the loop (a stop, an abdication, a store failure) goes through the
     // clean-up below, which ends the acceptor and every learner's threads.
@@ -301,6 +304,8 @@ struct Driver {
     proposal_sizes: Option<(usize, usize, usize)>,
     /// Send-queue samples from the writer threads, moved into the status.
     samples: Arc<Mutex<Vec<QueueSample>>>,
+    /// This round's packets per learner, sent at its end (`flush`).
+    outgoing: BTreeMap<LearnerId, Vec<Bytes>>,
 }
 
 impl Driver {
@@ -373,45 +378,65 @@ impl Driver {
         Ok(())
     }
 
-    fn send(&mut self, to: LearnerId, mut bytes: Bytes) {
+    /// Queues a packet for `to`; a round's packets go out together at its end (`flush`).
+    fn send(&mut self, to: LearnerId, bytes: Bytes) {
+        if self.writers.contains_key(&to) {
+            self.outgoing.entry(to).or_default().push(bytes);
+        }
+    }
+
+    /// Sends each learner the packets of this round.
+    fn flush(&mut self) {
+        for (to, packets) in std::mem::take(&mut self.outgoing) {
+            self.send_now(to, packets);
+        }
+    }
+
+    /// Sends a learner's packets: with one write straight to the socket while its writer thread
+    /// has nothing unwritten (this thread is the only one adding to it), sparing the wake-up of
+    /// that thread; what the socket does not take, and everything while packets wait, through
+    /// the writer thread. MSG_DONTWAIT for this call only (the writer's clone stays blocking); an
+    /// error is left to the writer thread, which meets it on its next write.
+    fn send_now(&mut self, to: LearnerId, mut packets: Vec<Bytes>) {
         let Some(writer) = self.writers.get(&to) else { return };
-        if writer.sid.load(Ordering::Relaxed) == 0 {
-            if let Some(sid) = self.leader.learner_sid(to) {
-                writer.sid.store(sid, Ordering::Relaxed);
+        let mut sid = writer.sid.load(Ordering::Relaxed);
+        if sid == 0 {
+            if let Some(learner_sid) = self.leader.learner_sid(to) {
+                writer.sid.store(learner_sid, Ordering::Relaxed);
+                sid = learner_sid;
             }
         }
-        // Straight to the socket while the writer thread has nothing unwritten (this thread is
-        // the only one adding to it): a proposal or commit then costs no wake-up of that thread.
-        // MSG_DONTWAIT for this call only (the writer's clone stays blocking); what the socket does
-        // not take, and any error (which the writer thread meets on its next write), goes the
-        // queued way.
+        let mut start = 0;
         if writer.unwritten.load(Ordering::Acquire) == 0 {
+            let slices: Vec<IoSlice<'_>> = packets.iter().take(WRITEV_SLICES_MAX).map(|p| IoSlice::new(p)).collect();
             let flags = rustix::net::SendFlags::DONTWAIT | rustix::net::SendFlags::NOSIGNAL;
-            if let Ok(written) = rustix::net::send(&writer.stream, &bytes, flags) {
-                if written == bytes.len() {
-                    // Sampled as the writer thread samples what it takes: nothing queued, no wait.
-                    let sid = writer.sid.load(Ordering::Relaxed);
-                    if sid != 0 {
-                        let mut samples = self.samples.lock().unwrap_or_else(|p| p.into_inner());
-                        if samples.len() < QUEUE_SAMPLES_MAX {
-                            samples.push(QueueSample { sid, queued: 0, waited_ms: 0 });
-                        }
-                    }
-                    return;
+            let mut control = rustix::net::SendAncillaryBuffer::default();
+            if let Ok(mut written) = rustix::net::sendmsg(&writer.stream, &slices, &mut control, flags) {
+                while start < packets.len() && written >= packets[start].len() {
+                    written -= packets[start].len();
+                    start += 1;
                 }
-                bytes = bytes.slice(written..);
+                if written > 0 {
+                    packets[start] = packets[start].slice(written..);
+                }
+            }
+            // Sampled as the writer thread samples what it takes: nothing queued, no wait.
+            if sid != 0 && start > 0 {
+                let mut samples = self.samples.lock().unwrap_or_else(|p| p.into_inner());
+                let room = QUEUE_SAMPLES_MAX.saturating_sub(samples.len());
+                samples.extend((0..start.min(room)).map(|_| QueueSample { sid, queued: 0, waited_ms: 0 }));
             }
         }
-        writer.unwritten.fetch_add(1, Ordering::AcqRel);
-        writer.queued.fetch_add(1, Ordering::AcqRel);
-        match writer.queue.try_send((Instant::now(), bytes)) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+        for bytes in packets.drain(start..) {
+            writer.unwritten.fetch_add(1, Ordering::AcqRel);
+            writer.queued.fetch_add(1, Ordering::AcqRel);
+            if writer.queue.try_send((Instant::now(), bytes)).is_err() {
                 warn!(learner = to, "learner is not keeping up with its packets; closing it");
                 if let Some(writer) = self.writers.remove(&to) {
                     writer.close();
                 }
                 self.leader.disconnected(to);
+                return;
             }
         }
     }
@@ -470,6 +495,7 @@ impl Driver {
             }
             actions = self.leader.take_actions();
         }
+        self.flush();
         Ok(())
     }
 }
