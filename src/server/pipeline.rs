@@ -200,7 +200,8 @@ impl Pipeline {
                 old_client,
                 outbound: out,
             } => {
-                let queued = out.queued.clone();
+                // Under the lock, as the connect itself: its reader may run requests from here on.
+                out.queued.events.fetch_sub(1, Ordering::AcqRel);
                 self.outbound.conns.insert(
                     conn,
                     OutboundState {
@@ -209,7 +210,6 @@ impl Pipeline {
                     },
                 );
                 self.core.connect(conn, remote, request, old_client, now);
-                queued.events.fetch_sub(1, Ordering::AcqRel);
             }
             CoreEvent::Requests { conn, frames } => {
                 for frame in frames {

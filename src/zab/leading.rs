@@ -408,10 +408,15 @@ impl Driver {
         }
         let mut start = 0;
         if writer.unwritten.load(Ordering::Acquire) == 0 {
-            let slices: Vec<IoSlice<'_>> = packets.iter().take(WRITEV_SLICES_MAX).map(|p| IoSlice::new(p)).collect();
+            // On the stack: this runs for every learner after every round of the leading thread.
+            let mut slices = [IoSlice::new(&[]); WRITEV_SLICES_MAX];
+            let count = packets.len().min(WRITEV_SLICES_MAX);
+            for (slot, packet) in slices.iter_mut().zip(&packets) {
+                *slot = IoSlice::new(packet);
+            }
             let flags = rustix::net::SendFlags::DONTWAIT | rustix::net::SendFlags::NOSIGNAL;
             let mut control = rustix::net::SendAncillaryBuffer::default();
-            if let Ok(mut written) = rustix::net::sendmsg(&writer.stream, &slices, &mut control, flags) {
+            if let Ok(mut written) = rustix::net::sendmsg(&writer.stream, &slices[..count], &mut control, flags) {
                 while start < packets.len() && written >= packets[start].len() {
                     written -= packets[start].len();
                     start += 1;
