@@ -230,7 +230,9 @@ impl Serving {
         let (events_tx, events_rx) = mpsc::channel(limit);
         let container_interval = Duration::from_millis(config.container_check_interval_ms as u64);
         let (upstream, zab) = match zab {
-            Some(ZabLink { events, upstream, local_sessions }) => (Some(upstream), Some(ZabInputs { events, local_sessions })),
+            Some(ZabLink { events, inlet, upstream, local_sessions }) => {
+                (Some(upstream), Some(ZabInputs { events, inlet, local_sessions }))
+            }
             None => (None, None),
         };
         let pipeline = Arc::new(tokio::sync::Mutex::new(Pipeline::new(core, admin, clock, limit, Some(persistence), upstream)));

@@ -31,7 +31,7 @@ use crate::proto::Id;
 use crate::server::core::{Core, Forward, Role};
 use crate::server::metrics::ids;
 use crate::server::net::Clock;
-use crate::server::replication::{LeaderInbox, TxnSink, Upstream, ZabEvent, ZabLink, ZAB_EVENTS_MAX};
+use crate::server::replication::{LeaderInbox, TxnSink, Upstream, ZabEvent, ZabInlet, ZabLink};
 use crate::storage::replica::ReplicaStore;
 use crate::storage::{Durability, Layout, RECENT_SYNCS_MAX};
 use crate::tree::DataTree;
@@ -43,6 +43,9 @@ use crate::zab::learner::{LearnerStart, Proposal};
 use crate::zab::peers::{self, Command, ElectionHandle, PeerSettings};
 use crate::zab::quorum::QuorumVerifier;
 
+/// Events a replication thread holds for the pipeline before it delivers them (the core task's
+/// rounds take as many).
+const HELD_EVENTS_MAX: usize = 1_024;
 /// `zookeeper.cnxTimeout`: how long an election connect or handshake may take.
 const ELECTION_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Extra bytes a quorum packet may have beyond `jute.maxbuffer` (ZooKeeper's `zookeeper.jute.maxbuffer.extrasize`).
@@ -331,7 +334,7 @@ impl Participant<'_> {
         let log = period.log.clone();
         let sink = |durability| TxnSink::Leader { inbox: inbox.clone(), durability, log };
         let upstream = Upstream::Leader(inbox.clone());
-        let channels = (period.handover, period.events, period.durability, period.local_sessions);
+        let channels = (period.handover, period.events, period.inlet, period.durability, period.local_sessions);
         let sid = self.sid as i64;
         let info = move |epoch| self.quorum_info(sid, epoch, Some(shown_status));
         self.serve_period(channels, done, stop, election, "leader", sink, upstream, info, move |core, epoch, _| {
@@ -379,7 +382,7 @@ impl Participant<'_> {
         let log = period.log.clone();
         let sink = |durability| TxnSink::Follower { durability, log };
         let upstream = Upstream::Follower(queue);
-        let channels = (period.handover, period.events, period.durability, period.local_sessions);
+        let channels = (period.handover, period.events, period.inlet, period.durability, period.local_sessions);
         let info = move |epoch| self.quorum_info(leader, epoch, None);
         self.serve_period(channels, done, stop, election, "follower", sink, upstream, info, move |core, _, synced_ms| {
             core.metrics.observe(ids::ELECTION_TIME, election_ms as i64);
@@ -393,7 +396,7 @@ impl Participant<'_> {
     #[allow(clippy::too_many_arguments)]
     async fn serve_period(
         &self,
-        (handover, events, durability, local_sessions): Channels,
+        (handover, events, inlet, durability, local_sessions): Channels,
         mut done: oneshot::Receiver<(Option<String>, Replica)>,
         stop: Arc<AtomicBool>,
         election: &ElectionHandle,
@@ -420,7 +423,7 @@ impl Participant<'_> {
                     prepare(&mut core, epoch, synced_ms);
                     let now = self.clock.now();
                     let persistence = persistence(self.config, self.layout, sink(durability), false, now);
-                    let link = ZabLink { events, upstream, local_sessions };
+                    let link = ZabLink { events, inlet, upstream, local_sessions };
                     let started = Instant::now();
                     match Serving::start(self.config, core, self.admin(server_state, info(epoch)), persistence, Some(link), self.clock, started).await {
                         Ok(s) => {
@@ -464,11 +467,13 @@ impl Participant<'_> {
     }
 }
 
-/// The pipeline's ends of a period's channels: the hand-over, the events, the durability
-/// reports and the local sessions a follower reports in its pings.
+/// The pipeline's ends of a period's channels: the hand-over, the events (and the threads' way
+/// into the pipeline they come through), the durability reports and the local sessions a
+/// follower reports in its pings.
 type Channels = (
     oneshot::Receiver<HandOver>,
     mpsc::Receiver<ZabEvent>,
+    Arc<ZabInlet>,
     watch::Receiver<Durability>,
     Arc<Mutex<Vec<(i64, i32)>>>,
 );
@@ -478,6 +483,7 @@ struct Period {
     replica: Replica,
     handover: oneshot::Receiver<HandOver>,
     events: mpsc::Receiver<ZabEvent>,
+    inlet: Arc<ZabInlet>,
     durability: watch::Receiver<Durability>,
     stop: Arc<AtomicBool>,
     log: Arc<crate::storage::txn_log::TxnLog>,
@@ -486,7 +492,7 @@ struct Period {
 
 impl Period {
     fn new(store: ReplicaStore) -> Period {
-        let (events_tx, events) = mpsc::channel(ZAB_EVENTS_MAX);
+        let (inlet, events) = ZabInlet::new();
         let (handover_tx, handover) = oneshot::channel();
         let zxid = store.last_processed_zxid();
         let (durability_tx, durability) = watch::channel(Durability { durable_zxid: zxid, ..Durability::default() });
@@ -495,7 +501,8 @@ impl Period {
         Period {
             replica: Replica {
                 store,
-                events: events_tx,
+                inlet: inlet.clone(),
+                held: Vec::new(),
                 on_serving: Some(handover_tx),
                 handed_over: false,
                 durability: durability_tx,
@@ -504,6 +511,7 @@ impl Period {
             },
             handover,
             events,
+            inlet,
             durability,
             stop: Arc::new(AtomicBool::new(false)),
             log,
@@ -533,7 +541,10 @@ fn spawn_role(
 /// request and answer sent to it.
 struct Replica {
     store: ReplicaStore,
-    events: mpsc::Sender<ZabEvent>,
+    /// The way into the request pipeline, and the events held for it until the thread has
+    /// handled what it has buffered (`deliver`).
+    inlet: Arc<ZabInlet>,
+    held: Vec<ZabEvent>,
     on_serving: Option<oneshot::Sender<HandOver>>,
     handed_over: bool,
     durability: watch::Sender<Durability>,
@@ -556,9 +567,21 @@ impl Replica {
         }
     }
 
-    /// Sends an event to the pipeline, waiting while its queue is full (it always drains it).
-    fn to_pipeline(&self, event: ZabEvent) -> Result<(), StoreError> {
-        self.events.blocking_send(event).map_err(|_| pipeline_gone())
+    /// Holds an event for the pipeline until the thread's `deliver` (or until a round's worth
+    /// is held), so a burst of commits or forwarded requests makes one round.
+    fn hold(&mut self, event: ZabEvent) -> Result<(), StoreError> {
+        self.held.push(event);
+        if self.held.len() >= HELD_EVENTS_MAX {
+            return self.deliver_held();
+        }
+        Ok(())
+    }
+
+    /// Runs the held events through the pipeline, or sends them to its core task
+    /// (`ZabInlet::deliver`).
+    fn deliver_held(&mut self) -> Result<(), StoreError> {
+        let held = std::mem::take(&mut self.held);
+        self.inlet.deliver(held).map_err(|_| pipeline_gone())
     }
 
     fn timed_sync(&mut self) -> Result<(), StoreError> {
@@ -614,7 +637,11 @@ impl FollowerStore for Replica {
             return FollowerStore::commit(&mut self.store, zxid);
         }
         let txn = self.store.take_committed(zxid)?;
-        self.to_pipeline(ZabEvent::Committed(Box::new(txn)))
+        self.hold(ZabEvent::Committed(Box::new(txn)))
+    }
+
+    fn deliver(&mut self) -> Result<(), StoreError> {
+        self.deliver_held()
     }
 
     fn touched_sessions(&mut self) -> Vec<(i64, i32)> {
@@ -627,13 +654,13 @@ impl FollowerStore for Replica {
     }
 
     fn sync_done(&mut self) {
-        if self.to_pipeline(ZabEvent::SyncDone).is_err() {
+        if self.hold(ZabEvent::SyncDone).is_err() {
             warn!("a SYNC answer with no request pipeline to take it");
         }
     }
 
     fn revalidated(&mut self, session_id: i64, valid: bool) {
-        if self.to_pipeline(ZabEvent::Revalidated { session_id, valid }).is_err() {
+        if self.hold(ZabEvent::Revalidated { session_id, valid }).is_err() {
             warn!("a REVALIDATE answer with no request pipeline to take it");
         }
     }
@@ -653,7 +680,8 @@ impl LeaderStore for Replica {
             return self.store.snapshot_stream();
         }
         let (reply, answer) = oneshot::channel();
-        self.to_pipeline(ZabEvent::Snapshot { zxid: self.last_committed, reply })?;
+        self.hold(ZabEvent::Snapshot { zxid: self.last_committed, reply })?;
+        self.deliver_held()?;
         answer.blocking_recv().map_err(|_| pipeline_gone())?.map_err(StoreError)
     }
 
@@ -677,6 +705,10 @@ impl LeaderStore for Replica {
         Ok(())
     }
 
+    fn deliver(&mut self) -> Result<(), StoreError> {
+        self.deliver_held()
+    }
+
     fn established(&mut self, epoch: i64) {
         self.store.established(epoch);
         self.hand_over(epoch);
@@ -690,19 +722,19 @@ impl LeaderStore for Replica {
             record,
             authinfo,
         };
-        if self.to_pipeline(ZabEvent::Request(request)).is_err() {
+        if self.hold(ZabEvent::Request(request)).is_err() {
             warn!("a forwarded request with no request pipeline to take it; dropped");
         }
     }
 
     fn touch(&mut self, sessions: Vec<(i64, i32)>) {
         if !sessions.is_empty() && self.handed_over {
-            let _ = self.to_pipeline(ZabEvent::Touch(sessions));
+            let _ = self.hold(ZabEvent::Touch(sessions));
         }
     }
 
     fn revalidate(&mut self, learner: LearnerId, session_id: i64, _timeout_ms: i32) {
-        if self.to_pipeline(ZabEvent::Revalidate { learner, session_id }).is_err() {
+        if self.hold(ZabEvent::Revalidate { learner, session_id }).is_err() {
             warn!("a revalidation with no request pipeline to answer it");
         }
     }

@@ -37,7 +37,7 @@ use crate::proto::frame::{check_frame, four_letter_word, FrameCheck};
 use crate::proto::{decode_read_only_flag, ConnectRequest};
 use crate::server::core::{ConnId, Now};
 use crate::server::pipeline::{Persistence, Pipeline, PipelineLock};
-use crate::server::replication::ZabEvent;
+use crate::server::replication::{ZabEvent, ZabInlet};
 use crate::storage::Durability;
 
 /// Frames a connection may have queued for writing before it counts as not reading.
@@ -188,6 +188,8 @@ enum Wake {
 pub struct ZabInputs {
     /// Events from the replication threads.
     pub events: mpsc::Receiver<ZabEvent>,
+    /// Their side of `events`, told how many this task took.
+    pub inlet: Arc<ZabInlet>,
     /// Sessions with a connection here.
     pub local_sessions: Arc<Mutex<Vec<(i64, i32)>>>,
 }
@@ -202,9 +204,9 @@ pub async fn run_core(
     zab: Option<ZabInputs>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Option<Persistence> {
-    let (mut zab_events, local_sessions) = match zab {
-        Some(ZabInputs { events, local_sessions }) => (Some(events), Some(local_sessions)),
-        None => (None, None),
+    let (mut zab_events, inlet, local_sessions) = match zab {
+        Some(ZabInputs { events, inlet, local_sessions }) => (Some(events), Some(inlet), Some(local_sessions)),
+        None => (None, None, None),
     };
     let (tick_ms, purge_interval, mut durability, nudge) = {
         let p = pipeline.lock().await;
@@ -229,6 +231,10 @@ pub async fn run_core(
     // here before anything else, so it never races the start-up snapshot; then every interval.
     if purging {
         pipeline.lock().await.purge().await;
+    }
+    // From here on the replication threads may run their events themselves.
+    if let Some(inlet) = &inlet {
+        inlet.serve(pipeline.clone());
     }
     let mut purge_timer = tokio::time::interval_at(tokio::time::Instant::now() + purge_every, purge_every);
     let mut takes_more = true;
@@ -266,8 +272,10 @@ pub async fn run_core(
             }
             Wake::Durability => p.durability_reached(now),
             Wake::Zab(event) => {
-                if let Some(rx) = &mut zab_events {
-                    p.handle_zab_events(event, rx, now);
+                if let (Some(rx), Some(inlet)) = (&mut zab_events, &inlet) {
+                    // Under the lock: a replication thread runs its next events itself only
+                    // once none of its earlier ones waits here.
+                    inlet.taken(p.handle_zab_events(event, rx, now));
                 }
             }
             Wake::Tick => p.tick(local_sessions.as_deref(), now),

@@ -2,7 +2,7 @@
 //! snapshot in progress and the way out to every connection. A round feeds the core events, hands
 //! the txns they produced to the log, advances a snapshot and sends the replies.
 //!
-//! Two kinds of task run rounds, one at a time, under one lock (`PipelineLock`): the core task
+//! Rounds run one at a time, under one lock (`PipelineLock`), by two kinds of task: the core task
 //! (`net::run_core`) for everything that reaches it through its channel (requests while the
 //! pipeline is busy, connects, disconnects, four-letter words, admin queries), its timers, the log
 //! writer's progress and replication; and a connection's reader task for that connection's own
@@ -10,11 +10,13 @@
 //! no event of that connection still in the channel (so its requests keep their order). At one
 //! request in flight that spares every request the hand-off between the two tasks (a channel
 //! send, a wake-up, a second task poll and the core task's `select!` after the reply, which runs
-//! between the reply and the thread's next wait: README, BENCHMARKS).
+//! between the reply and the thread's next wait: README, BENCHMARKS). A quorum member's
+//! replication threads run their events the same way while no earlier one waits for the core
+//! task (`replication::ZabInlet`).
 
 use std::io::IoSlice;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -269,27 +271,57 @@ impl Pipeline {
         for frame in frames.drain(..) {
             pipeline.core.request(conn, frame, now);
         }
-        let follow_ups = |p: &Pipeline| (p.awaits_durability(), p.snapshotting());
-        let before = follow_ups(&pipeline);
-        pipeline.finish_round(channel_empty());
-        let after = follow_ups(&pipeline);
-        // The core task waits on neither unless it knows of it.
-        if (after.0 && !before.0) || (after.1 && !before.1) {
-            pipeline.nudge.notify_one();
-        }
+        pipeline.finish_own_round(channel_empty());
         true
     }
 
+    /// A replication thread's events (`ZabInlet::deliver`), run by that thread: only while the
+    /// pipeline serves, no round is running and none of the events sent to the core task before
+    /// is still waiting (`in_channel`, taken down under this lock); false (and `events`
+    /// untouched) otherwise, for the channel.
+    pub(crate) fn run_zab_events(lock: &PipelineLock, events: &mut Vec<ZabEvent>, in_channel: &AtomicUsize) -> bool {
+        let Ok(mut pipeline) = lock.try_lock() else {
+            return false;
+        };
+        if pipeline.stopped || in_channel.load(Ordering::Acquire) > 0 {
+            return false;
+        }
+        let now = pipeline.now();
+        for event in events.drain(..) {
+            pipeline.handle_zab_event(event, now);
+        }
+        // Only a standalone server syncs a lone write in the round (`finish_round`), and it has
+        // no replication threads.
+        pipeline.finish_own_round(false);
+        true
+    }
+
+    /// Ends a round run by a task or thread other than the core task, and wakes the core task
+    /// when the round left it something to wait on that it does not know of.
+    fn finish_own_round(&mut self, channel_empty: bool) {
+        let follow_ups = |p: &Pipeline| (p.awaits_durability(), p.snapshotting());
+        let before = follow_ups(self);
+        self.finish_round(channel_empty);
+        let after = follow_ups(self);
+        if (after.0 && !before.0) || (after.1 && !before.1) {
+            self.nudge.notify_one();
+        }
+    }
+
     /// Replication's events: the one that woke the core task and what is queued behind it.
-    pub fn handle_zab_events(&mut self, first: ZabEvent, rx: &mut tokio::sync::mpsc::Receiver<ZabEvent>, now: Now) {
+    /// Returns how many it handled.
+    pub fn handle_zab_events(&mut self, first: ZabEvent, rx: &mut tokio::sync::mpsc::Receiver<ZabEvent>, now: Now) -> usize {
         self.handle_zab_event(first, now);
         // As for client events: what is already queued (a burst of commits on a follower, of
         // forwarded requests on a leader) is handled before dispatching, so its replies share a
         // write per connection and its txns one hand-off to the leading thread.
+        let mut handled = 1;
         for _ in 0..ZAB_EVENTS_PER_ROUND {
             let Ok(event) = rx.try_recv() else { break };
             self.handle_zab_event(event, now);
+            handled += 1;
         }
+        handled
     }
 
     fn handle_zab_event(&mut self, event: ZabEvent, now: Now) {

@@ -1,20 +1,21 @@
-//! What the request pipeline's task (`net::run_core`) exchanges with the threads that replicate
-//! (`zab::leading`, `zab::follower`, wired by `node::quorum`): where its txns go to become
-//! durable (`TxnSink`), what those threads tell it (`ZabEvent`), and where a follower's
-//! forwarded requests and a leader's answers go (`Upstream`).
+//! What the request pipeline (`pipeline`, run by `net::run_core` and the threads below) exchanges
+//! with the threads that replicate (`zab::leading`, `zab::follower`, wired by `node::quorum`):
+//! where its txns go to become durable (`TxnSink`), what those threads tell it (`ZabEvent`, through
+//! a `ZabInlet`), and where a follower's forwarded requests and a leader's answers go (`Upstream`).
 //!
 //! Owns: the channels' ends and the encoding of the two packets a follower's pipeline sends its
 //! leader (REQUEST, REVALIDATE). Must not touch: the tree (the pipeline's) or the sockets (the
 //! threads').
 //!
-//! Bounds: `ZabEvent`s travel in a bounded channel the core task always drains; the leader's
+//! Bounds: `ZabEvent`s travel in a bounded channel the core task always drains (or are run by the
+//! thread that has them, `ZabInlet`); the leader's
 //! inputs are bounded by `zab::leading::INPUTS_MAX`, and the core task never blocks on them (a
 //! forwarding thread does, see `LeaderInbox`); the follower's packets by
 //! `zab::follower::OUTGOING_MAX`.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::{Bytes, BytesMut};
 use tokio::sync::{oneshot, watch};
@@ -24,6 +25,7 @@ use crate::jute::Encode;
 use crate::proto::quorum::{packet_type, QuorumPacket, RequestHead};
 use crate::proto::txn::Txn;
 use crate::server::core::Forward;
+use crate::server::pipeline::{Pipeline, PipelineLock};
 use crate::storage::txn_log::TxnLog;
 use crate::storage::{Durability, LogWriter};
 use crate::zab::leader::LearnerId;
@@ -32,6 +34,70 @@ use crate::zab::leading::LeaderInput;
 
 /// `ZabEvent`s queued for the core task.
 pub const ZAB_EVENTS_MAX: usize = 4_096;
+
+/// A replication thread's way into the request pipeline, for one role's period. The thread runs
+/// its events through the pipeline itself (`Pipeline::run_zab_events`) when the pipeline is
+/// serving, nobody else is running a round, and none of the events sent to the core task before
+/// is still waiting there (so events keep their order); otherwise it sends them to the core
+/// task. At one request in flight that spares a write two thread hand-offs: the leader's
+/// forwarded REQUEST is prepped on the leading thread, whose proposal then lands in its own
+/// queue, and the follower's COMMIT is applied and answered on the follower thread.
+pub struct ZabInlet {
+    events: tokio::sync::mpsc::Sender<ZabEvent>,
+    /// Events sent to the core task and not yet handled by it; taken down under the pipeline's
+    /// lock (`taken`), so zero there means every earlier event has been run.
+    in_channel: AtomicUsize,
+    /// The pipeline, once serving started (`serve`).
+    pipeline: OnceLock<Arc<PipelineLock>>,
+}
+
+impl ZabInlet {
+    /// An inlet and the core task's end of its channel.
+    pub fn new() -> (Arc<ZabInlet>, tokio::sync::mpsc::Receiver<ZabEvent>) {
+        let (events, rx) = tokio::sync::mpsc::channel(ZAB_EVENTS_MAX);
+        let inlet = ZabInlet { events, in_channel: AtomicUsize::new(0), pipeline: OnceLock::new() };
+        (Arc::new(inlet), rx)
+    }
+
+    /// Serving started: events may be run through `pipeline` from now on.
+    pub fn serve(&self, pipeline: Arc<PipelineLock>) {
+        // Set once per period; a second pipeline would be a wiring error, and the first stays.
+        let _ = self.pipeline.set(pipeline);
+    }
+
+    /// Delivers `events`, in order, run here or through the core task's channel (waiting while
+    /// it is full: the core task always drains it). Only from a thread that is not a runtime
+    /// worker. An error: the pipeline has stopped, and the events are dropped.
+    pub fn deliver(&self, mut events: Vec<ZabEvent>) -> Result<(), PipelineGone> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        if let Some(pipeline) = self.pipeline.get() {
+            if self.in_channel.load(Ordering::Acquire) == 0 && Pipeline::run_zab_events(pipeline, &mut events, &self.in_channel) {
+                return Ok(());
+            }
+        }
+        for event in events {
+            // Counted before it is sent: the core task may take it before `send` returns.
+            self.in_channel.fetch_add(1, Ordering::AcqRel);
+            if self.events.blocking_send(event).is_err() {
+                self.in_channel.fetch_sub(1, Ordering::AcqRel);
+                return Err(PipelineGone);
+            }
+        }
+        Ok(())
+    }
+
+    /// The core task handled `count` events from its channel (under the pipeline's lock).
+    pub fn taken(&self, count: usize) {
+        self.in_channel.fetch_sub(count, Ordering::AcqRel);
+    }
+}
+
+/// The request pipeline has stopped: nothing takes replication's events any more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the request pipeline has stopped")]
+pub struct PipelineGone;
 
 /// Where the pipeline's txns become durable.
 pub enum TxnSink {
@@ -222,6 +288,8 @@ pub enum Upstream {
 pub struct ZabLink {
     /// Events from the replication threads.
     pub events: tokio::sync::mpsc::Receiver<ZabEvent>,
+    /// The threads' side of `events`, told when the pipeline serves and what the core task took.
+    pub inlet: Arc<ZabInlet>,
     /// Where messages go.
     pub upstream: Upstream,
     /// Sessions with a connection here, refreshed every tick (a follower's ping reply).
@@ -282,5 +350,89 @@ impl Upstream {
             // Following has ended; this pipeline is about to stop.
             Err(TrySendError::Disconnected(_)) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admin::four_letter::AdminState;
+    use crate::config::Config;
+    use crate::server::core::{Core, CoreSettings};
+    use crate::server::net::Clock;
+
+    fn pipeline() -> Arc<PipelineLock> {
+        let settings = CoreSettings {
+            tick_ms: 500,
+            min_session_timeout_ms: 1000,
+            max_session_timeout_ms: 60000,
+            server_id: 1,
+            prep: Default::default(),
+            container_max_never_used_ms: 0,
+            container_max_per_minute: 10000,
+        };
+        let core = Core::new(settings, 0);
+        let admin = AdminState::new(Config::default());
+        Arc::new(tokio::sync::Mutex::new(Pipeline::new(core, admin, Clock::new(), 100, None, None)))
+    }
+
+    /// A snapshot request, whose answer shows whether (and when) the pipeline ran it.
+    fn snapshot_event() -> (ZabEvent, oneshot::Receiver<Result<Bytes, String>>) {
+        let (reply, answer) = oneshot::channel();
+        (ZabEvent::Snapshot { zxid: 0, reply }, answer)
+    }
+
+    /// The core task's round: takes what its channel holds, under the lock.
+    fn core_task_round(pipeline: &PipelineLock, inlet: &ZabInlet, rx: &mut tokio::sync::mpsc::Receiver<ZabEvent>) -> usize {
+        let mut p = pipeline.try_lock().unwrap();
+        let first = rx.try_recv().unwrap();
+        let now = p.now();
+        let handled = p.handle_zab_events(first, rx, now);
+        inlet.taken(handled);
+        handled
+    }
+
+    #[test]
+    fn events_run_on_the_delivering_thread_only_when_nothing_before_them_waits_for_the_core_task() {
+        let (inlet, mut rx) = ZabInlet::new();
+        let pipeline = pipeline();
+        // Not serving yet: through the channel.
+        let (event, mut first) = snapshot_event();
+        inlet.deliver(vec![event]).unwrap();
+        assert!(first.try_recv().is_err(), "run before the pipeline served");
+        inlet.serve(pipeline.clone());
+        // Serving, but an earlier event waits in the channel: behind it, not past it.
+        let (event, mut second) = snapshot_event();
+        inlet.deliver(vec![event]).unwrap();
+        assert!(second.try_recv().is_err(), "overtook an event waiting for the core task");
+        assert_eq!(core_task_round(&pipeline, &inlet, &mut rx), 2);
+        assert!(first.try_recv().unwrap().is_ok());
+        assert!(second.try_recv().unwrap().is_ok());
+        // Nothing waits and nobody holds the pipeline: run here, at once.
+        let (event, mut third) = snapshot_event();
+        inlet.deliver(vec![event]).unwrap();
+        assert!(third.try_recv().unwrap().is_ok(), "not run by the delivering thread");
+        assert!(rx.try_recv().is_err());
+        // A round in progress elsewhere: through the channel again.
+        let held = pipeline.try_lock().unwrap();
+        let (event, mut fourth) = snapshot_event();
+        inlet.deliver(vec![event]).unwrap();
+        drop(held);
+        assert!(fourth.try_recv().is_err());
+        assert_eq!(core_task_round(&pipeline, &inlet, &mut rx), 1);
+        assert!(fourth.try_recv().unwrap().is_ok());
+    }
+
+    #[test]
+    fn a_stopped_pipeline_takes_no_events() {
+        let (inlet, rx) = ZabInlet::new();
+        inlet.serve(pipeline());
+        drop(rx);
+        // The core task has gone (its receiver with it) while nothing waited: refused.
+        let (event, _answer) = snapshot_event();
+        let tokio_rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let pipeline = inlet.pipeline.get().unwrap().clone();
+        tokio_rt.block_on(async { pipeline.lock().await.stop().await });
+        assert_eq!(inlet.deliver(vec![event]), Err(PipelineGone));
     }
 }

@@ -49,6 +49,11 @@ pub trait FollowerStore {
     fn sync(&mut self) -> Result<(), StoreError>;
     /// Applies the appended proposal with this zxid.
     fn commit(&mut self, zxid: i64) -> Result<(), StoreError>;
+    /// Passes on together what the calls since the last `deliver` produced for the server
+    /// (commits, answers); called once the thread has handled every packet it has buffered.
+    fn deliver(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// The sessions touched since the last call, with their timeouts, for the ping reply.
     fn touched_sessions(&mut self) -> Vec<(i64, i32)>;
     /// Sync is complete; the server may serve clients from now on.
@@ -268,8 +273,10 @@ fn run_loop(
         if stop.load(Ordering::Relaxed) {
             return Err(FollowError::Stopped);
         }
-        if let Some(zxid) = unsynced {
-            if !connection.reader.has_packet() {
+        if !connection.reader.has_packet() {
+            // A burst is handled: its commits reach the server together, before the sync below.
+            store.deliver()?;
+            if let Some(zxid) = unsynced {
                 store.sync()?;
                 unsynced = None;
                 learner.persisted_through(zxid);

@@ -70,6 +70,11 @@ pub trait LeaderStore {
     /// A learner asks whether a session may reconnect through it; the answer comes back as
     /// `LeaderInput::Revalidated`.
     fn revalidate(&mut self, learner: LearnerId, session_id: i64, timeout_ms: i32);
+    /// Passes on together what the calls since the last `deliver` produced for the server
+    /// (forwarded requests, touches, revalidations); called at the end of every round.
+    fn deliver(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// What the leader's loop takes in.
@@ -501,6 +506,8 @@ impl Driver {
             actions = self.leader.take_actions();
         }
         self.flush();
+        // After the packets: the pipeline's round may run on this thread.
+        store.deliver()?;
         Ok(())
     }
 }
