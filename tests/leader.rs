@@ -66,7 +66,7 @@ async fn zookeeper_servers_follow_a_ferrokeeper_leader_and_serve_its_writes() {
     };
     let status = Arc::new(Mutex::new(LeaderStatus::default()));
     let stop = Arc::new(AtomicBool::new(false));
-    let (sender, receiver) = inputs();
+    let (sender, receiver) = inputs().unwrap();
     let thread = {
         let (status, stop, sender) = (status.clone(), stop.clone(), sender.clone());
         std::thread::spawn(move || {
@@ -141,4 +141,92 @@ async fn zookeeper_servers_follow_a_ferrokeeper_leader_and_serve_its_writes() {
     assert!(matches!(result, Err(LeadError::Stopped)), "{result:?}");
     assert_eq!(store.last_processed_zxid(), 0x1_0000_0002);
     assert_eq!(store.epochs().unwrap(), (1, 1));
+}
+
+/// The leading loop reads every learner's socket itself: a learner that sends what is not a
+/// packet, or goes away, is dropped, and another learner is still read and answered.
+#[test]
+fn a_learner_that_sends_garbage_or_leaves_is_dropped_and_the_others_are_still_served() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+
+    use ferrokeeper::proto::quorum::{decode_packet, packet_type, LearnerInfo, QuorumPacket};
+    use ferrokeeper::jute::Encode;
+
+    const NET: u8 = 46;
+    let dir = temp_dir("leader-garbage");
+    let store = ReplicaStore::open(Layout::new(&dir, &dir), false).unwrap();
+    let start = store.leader_start(3, verifier(NET, 3), 10, 5).unwrap();
+    let address = format!("{}:{QUORUM_PORT}", host(NET, 3));
+    let leading = LeadingSettings {
+        listen: address.parse().unwrap(),
+        tick: Duration::from_millis(500),
+        data_max_bytes: 0xfffff + 1024,
+    };
+    let status = Arc::new(Mutex::new(LeaderStatus::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (sender, receiver) = inputs().unwrap();
+    let thread = {
+        let (status, stop) = (status.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut store = store;
+            lead(&leading, start, &mut store, (sender, receiver), &status, &stop)
+        })
+    };
+    let connect = || {
+        let mut stream = None;
+        wait_until("the quorum port listens", Duration::from_secs(10), || {
+            stream = TcpStream::connect(&address).ok();
+            stream.is_some()
+        });
+        let stream = stream.unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        stream
+    };
+
+    // A packet whose data length is far above the limit: closed.
+    let mut garbage = connect();
+    let mut bad = vec![0, 0, 0, 11];
+    bad.extend_from_slice(&[0; 8]);
+    bad.extend_from_slice(&0x7fff_ffffi32.to_be_bytes());
+    garbage.write_all(&bad).unwrap();
+    // Well within initLimit (5 s here), after which the leader would close it anyway (and, with
+    // no quorum by then, stop leading).
+    garbage.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut byte = [0u8; 1];
+    match garbage.read(&mut byte) {
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        other => panic!("a learner that sent garbage is still connected: {other:?}"),
+    }
+
+    // A learner that connects and leaves at once.
+    drop(connect());
+
+    // A learner that says who it is gets the leader's epoch (a quorum: the leader and it).
+    let mut learner = connect();
+    let info = LearnerInfo { server_id: 1, protocol_version: 0x10000, config_version: 0 };
+    let mut out = bytes::BytesMut::new();
+    QuorumPacket::with_data(packet_type::FOLLOWERINFO, 0, info.to_bytes()).encode(&mut out);
+    learner.write_all(&out).unwrap();
+    let mut read = Vec::new();
+    let packet = loop {
+        if let Some((packet, _)) = decode_packet(&read, 1 << 20).unwrap() {
+            break packet;
+        }
+        let mut chunk = [0u8; 4096];
+        let n = learner.read(&mut chunk).expect("the leader answers FOLLOWERINFO");
+        assert!(n > 0, "the leader closed a learner that sent FOLLOWERINFO");
+        read.extend_from_slice(&chunk[..n]);
+    };
+    assert_eq!(packet.packet_type, packet_type::LEADERINFO);
+    wait_until("only the last learner is still connected", Duration::from_secs(10), || {
+        status.lock().unwrap().learners == 1
+    });
+
+    stop.store(true, Ordering::Relaxed);
+    let result = thread.join().unwrap();
+    assert!(matches!(result, Err(LeadError::Stopped)), "{result:?}");
+    drop(learner);
+    let _ = std::fs::remove_dir_all(&dir);
 }

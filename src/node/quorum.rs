@@ -320,7 +320,7 @@ impl Participant<'_> {
             tick,
             data_max_bytes: self.data_max_bytes(),
         };
-        let (sender, receiver) = inputs();
+        let (sender, receiver) = inputs().map_err(|e| NodeError::Quorum(format!("cannot make the leading thread's input queue: {e}")))?;
         let inbox = LeaderInbox::start(sender.clone());
         let status = Arc::new(Mutex::new(LeaderStatus::default()));
         let shown_status = status.clone();

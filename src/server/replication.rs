@@ -14,7 +14,7 @@
 //! `zab::follower::OUTGOING_MAX`.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::mpsc::TrySendError;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::{Bytes, BytesMut};
@@ -30,7 +30,7 @@ use crate::storage::txn_log::TxnLog;
 use crate::storage::{Durability, LogWriter};
 use crate::zab::leader::LearnerId;
 use crate::zab::follower::ToLeader;
-use crate::zab::leading::LeaderInput;
+use crate::zab::leading::{InputSender, LeaderInput};
 
 /// `ZabEvent`s queued for the core task.
 pub const ZAB_EVENTS_MAX: usize = 4_096;
@@ -181,7 +181,7 @@ impl TxnSink {
 #[derive(Clone)]
 pub struct LeaderInbox {
     tx: std::sync::mpsc::Sender<Vec<LeaderInput>>,
-    inputs: SyncSender<LeaderInput>,
+    inputs: InputSender,
     /// Batches handed to the forwarding thread and not yet passed on; while there are any,
     /// later inputs queue behind them, so the leading thread sees every input in order.
     forwarding: Arc<AtomicUsize>,
@@ -190,7 +190,7 @@ pub struct LeaderInbox {
 impl LeaderInbox {
     /// Starts the forwarding thread into `inputs`; it ends when every inbox is dropped or the
     /// leading thread has stopped taking inputs.
-    pub fn start(inputs: SyncSender<LeaderInput>) -> LeaderInbox {
+    pub fn start(inputs: InputSender) -> LeaderInbox {
         let (tx, rx) = std::sync::mpsc::channel::<Vec<LeaderInput>>();
         let forwarding = Arc::new(AtomicUsize::new(0));
         let (thread_inputs, thread_forwarding) = (inputs.clone(), forwarding.clone());

@@ -1,24 +1,33 @@
-//! The leader's quorum port: the listener, a reader and a writer thread per learner, and the loop
-//! that runs the `Leader` state machine over them and performs its actions against a
-//! `LeaderStore` (ZooKeeper's `Leader.lead` loop with its `LearnerCnxAcceptor` and
+//! The leader's quorum port: the listener, a writer thread per learner, and the loop that reads
+//! the learners' packets, runs the `Leader` state machine over them and performs its actions
+//! against a `LeaderStore` (ZooKeeper's `Leader.lead` loop with its `LearnerCnxAcceptor` and
 //! `LearnerHandler`s).
 //!
-//! Owns: the learner sockets and their send queues, the half-tick timer, and the order in which
-//! actions reach the store and the learners. Must not touch: what the store does with a txn.
+//! The loop's thread reads every learner's socket itself (`poll`, then `recv` without waiting),
+//! so a learner's ACK or REQUEST wakes the thread that handles it, not a reader thread that would
+//! hand it on (one thread wake-up less on every write's path); other threads' inputs (the
+//! pipeline's proposals, new connections) come through a queue with a doorbell in the same poll.
+//!
+//! Owns: the learner sockets, their read buffers and send queues, the half-tick timer, and the
+//! order in which actions reach the store and the learners. Must not touch: what the store does
+//! with a txn.
 //!
 //! Threads, not tasks: the store writes to disk on the loop's thread, which must not be a runtime
 //! worker. Bounds: at most `SEND_QUEUE_MAX` packets queued per learner (a learner that falls that
 //! far behind is closed, as it could not keep up anyway); `LEARNERS_MAX` connections;
-//! `INPUTS_MAX` inputs queued for the loop
-//! (readers wait when it is full); a packet's data at most `data_max_bytes`.
+//! `INPUTS_MAX` inputs queued for the loop (senders wait when it is full); a packet's data at
+//! most `data_max_bytes`; one read chunk per learner per round.
 
 use std::collections::BTreeMap;
 use std::io::{IoSlice, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{fence, AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SendError, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use rustix::event::{eventfd, poll, EventfdFlags, PollFd, PollFlags, Timespec};
 
 use bytes::{Bytes, BytesMut};
 use tracing::{debug, info, warn};
@@ -86,20 +95,8 @@ pub enum LeaderInput {
     Connected {
         /// Its id.
         id: LearnerId,
-        /// The socket, for its writer.
+        /// The socket.
         stream: TcpStream,
-    },
-    /// A packet from a learner (from its reader).
-    Packet {
-        /// The learner.
-        id: LearnerId,
-        /// The packet.
-        packet: QuorumPacket,
-    },
-    /// A learner's connection ended (from its reader).
-    Closed {
-        /// The learner.
-        id: LearnerId,
     },
     /// The answer to a learner's REVALIDATE (`LeaderStore::revalidate`).
     Revalidated {
@@ -163,6 +160,9 @@ pub enum LeadError {
     /// The store failed.
     #[error("leader store: {0}")]
     Store(#[from] StoreError),
+    /// Waiting for the learners' sockets failed.
+    #[error("waiting for the learners: {0}")]
+    Poll(std::io::Error),
     /// `stop` was set.
     #[error("stopped")]
     Stopped,
@@ -179,9 +179,68 @@ pub struct LeadingSettings {
     pub data_max_bytes: usize,
 }
 
+/// Wakes the leading thread for an input sent while it waits: an eventfd in its poll set,
+/// written only while the thread says it sleeps, so an input sent while it works costs no
+/// system call.
+struct Doorbell {
+    fd: OwnedFd,
+    sleeping: AtomicBool,
+}
+
+impl Doorbell {
+    fn ring(&self) {
+        // Pairs with the fence in `run_loop` between announcing the sleep and looking at the
+        // queue a last time: either the loop sees the input, or this sees it sleeping.
+        fence(Ordering::SeqCst);
+        if self.sleeping.swap(false, Ordering::SeqCst) {
+            // Fails only when the counter would overflow: a wake-up is pending then anyway.
+            let _ = rustix::io::write(&self.fd, &1u64.to_ne_bytes());
+        }
+    }
+
+    /// Takes the rings that woke the loop.
+    fn clear(&self) {
+        let mut count = [0u8; 8];
+        // Non-blocking: nothing to take is fine.
+        let _ = rustix::io::read(&self.fd, &mut count);
+    }
+}
+
+/// The sending side of a leader's inputs (the acceptor, the request pipeline).
+#[derive(Clone)]
+pub struct InputSender {
+    tx: SyncSender<LeaderInput>,
+    bell: Arc<Doorbell>,
+}
+
+impl InputSender {
+    /// Sends an input, waiting while the queue is full.
+    pub fn send(&self, input: LeaderInput) -> Result<(), SendError<LeaderInput>> {
+        self.tx.send(input)?;
+        self.bell.ring();
+        Ok(())
+    }
+
+    /// Sends an input if the queue has room.
+    pub fn try_send(&self, input: LeaderInput) -> Result<(), TrySendError<LeaderInput>> {
+        self.tx.try_send(input)?;
+        self.bell.ring();
+        Ok(())
+    }
+}
+
+/// The leading loop's side of its inputs.
+pub struct InputReceiver {
+    rx: Receiver<LeaderInput>,
+    bell: Arc<Doorbell>,
+}
+
 /// The sending side of a leader's inputs, and the receiving side `lead` takes.
-pub fn inputs() -> (SyncSender<LeaderInput>, Receiver<LeaderInput>) {
-    sync_channel(INPUTS_MAX)
+pub fn inputs() -> std::io::Result<(InputSender, InputReceiver)> {
+    let fd = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
+    let bell = Arc::new(Doorbell { fd, sleeping: AtomicBool::new(false) });
+    let (tx, rx) = sync_channel(INPUTS_MAX);
+    Ok((InputSender { tx, bell: bell.clone() }, InputReceiver { rx, bell }))
 }
 
 /// Leads until the state machine abdicates, the store fails, or `stop` is set (looked at every
@@ -191,7 +250,7 @@ pub fn lead(
     settings: &LeadingSettings,
     start: LeaderStart,
     store: &mut dyn LeaderStore,
-    (sender, inputs): (SyncSender<LeaderInput>, Receiver<LeaderInput>),
+    (sender, inputs): (InputSender, InputReceiver),
     status: &Mutex<LeaderStatus>,
     stop: &Arc<AtomicBool>,
 ) -> Result<(), LeadError> {
@@ -200,25 +259,30 @@ pub fn lead(
     // connecting to it once `stop` is set.
     let local = listener.local_addr().map_err(LeadError::Bind)?;
     info!(address = %settings.listen, "leading: quorum port open");
+    let open = Arc::new(AtomicUsize::new(0));
     let acceptor = {
-        let (sender, stop, data_max_bytes) = (sender.clone(), stop.clone(), settings.data_max_bytes);
-        std::thread::spawn(move || accept_learners(listener, sender, &stop, data_max_bytes))
+        let (sender, stop, open) = (sender.clone(), stop.clone(), open.clone());
+        std::thread::spawn(move || accept_learners(listener, sender, &stop, &open))
     };
     drop(sender);
     let mut driver = Driver {
         leader: Leader::new(start),
-        writers: BTreeMap::new(),
+        conns: BTreeMap::new(),
         unsynced: None,
         proposal_sizes: None,
         samples: Arc::new(Mutex::new(Vec::new())),
         outgoing: BTreeMap::new(),
+        data_max_bytes: settings.data_max_bytes,
+        open,
+        readable: Vec::new(),
+        unfinished: Vec::new(),
     };
     // Every way out of the loop (a stop, an abdication, a store failure) goes through the
-    // clean-up below, which ends the acceptor and every learner's threads.
+    // clean-up below, which ends the acceptor and every learner's writer thread.
     let result = run_loop(&mut driver, store, &inputs, status, stop, settings.tick / 2);
     stop.store(true, Ordering::Relaxed);
-    for (_, writer) in std::mem::take(&mut driver.writers) {
-        writer.close();
+    for (_, conn) in std::mem::take(&mut driver.conns) {
+        conn.close();
     }
     let _ = TcpStream::connect_timeout(&local, Duration::from_secs(1));
     let _ = acceptor.join();
@@ -228,7 +292,7 @@ pub fn lead(
 fn run_loop(
     driver: &mut Driver,
     store: &mut dyn LeaderStore,
-    inputs: &Receiver<LeaderInput>,
+    inputs: &InputReceiver,
     status: &Mutex<LeaderStatus>,
     stop: &AtomicBool,
     half_tick: Duration,
@@ -238,21 +302,37 @@ fn run_loop(
         if stop.load(Ordering::Relaxed) {
             return Err(LeadError::Stopped);
         }
-        let input = inputs.recv_timeout(next_half_tick.saturating_duration_since(Instant::now()));
-        match input {
-            Ok(input) => {
-                driver.input(input, store)?;
-                // Group commit: take what is already queued, then sync once for all of it.
-                for _ in 0..BATCH_MAX {
-                    match inputs.try_recv() {
-                        Ok(input) => driver.input(input, store)?,
-                        Err(_) => break,
-                    }
+        // Wait (until the half tick) only with nothing to do: no input queued and no learner
+        // packet buffered. The learners' sockets are polled every round, waiting or not, so a
+        // stream of proposals never keeps their acks unread.
+        let mut first = None;
+        let mut wait = !driver.has_buffered_packets();
+        if wait {
+            inputs.bell.sleeping.store(true, Ordering::SeqCst);
+            fence(Ordering::SeqCst);
+            match inputs.rx.try_recv() {
+                Ok(input) => {
+                    inputs.bell.sleeping.store(false, Ordering::SeqCst);
+                    first = Some(input);
+                    wait = false;
                 }
+                Err(TryRecvError::Empty) => {}
+                Err(TryRecvError::Disconnected) => return Err(LeadError::Stopped),
             }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => return Err(LeadError::Stopped),
         }
+        driver.poll(&inputs.bell, wait.then_some(next_half_tick))?;
+        // Group commit: what is queued and what the learners sent, then one sync for all of it.
+        if let Some(input) = first {
+            driver.input(input, store)?;
+        }
+        for _ in 0..BATCH_MAX {
+            match inputs.rx.try_recv() {
+                Ok(input) => driver.input(input, store)?,
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => return Err(LeadError::Stopped),
+            }
+        }
+        driver.read_learners();
         if let Some(zxid) = driver.unsynced.take() {
             // The proposals go out before the leader's own sync, so the followers log them while
             // it does (ZooKeeper's leader also sends first, then logs): one sync's time, not two.
@@ -283,9 +363,11 @@ fn run_loop(
     }
 }
 
-struct Writer {
+/// A learner's connection: its socket (polled here), its read buffer and its writer thread.
+struct Connection {
     queue: SyncSender<(Instant, Bytes)>,
     stream: TcpStream,
+    reader: PacketReader,
     /// Packets in `queue`.
     queued: Arc<AtomicUsize>,
     /// Packets put in `queue` and not yet written by the writer thread: while there are any, a
@@ -295,22 +377,33 @@ struct Writer {
     sid: Arc<AtomicI64>,
 }
 
-impl Writer {
+impl Connection {
     fn close(self) {
-        // Ends the reader (its read fails) and the writer thread (its queue is gone).
+        // Ends the writer thread (its write fails, or its queue is gone).
         let _ = self.stream.shutdown(Shutdown::Both);
     }
 }
 
+/// Most learner packets handled from one learner in one round before the others' turn.
+const PACKETS_PER_ROUND_MAX: usize = 4_096;
+
 struct Driver {
     leader: Leader,
-    writers: BTreeMap<LearnerId, Writer>,
+    conns: BTreeMap<LearnerId, Connection>,
     unsynced: Option<i64>,
     proposal_sizes: Option<(usize, usize, usize)>,
     /// Send-queue samples from the writer threads, moved into the status.
     samples: Arc<Mutex<Vec<QueueSample>>>,
     /// This round's packets per learner, sent at its end (`flush`).
     outgoing: BTreeMap<LearnerId, Vec<Bytes>>,
+    /// Largest packet data accepted from a learner.
+    data_max_bytes: usize,
+    /// Learner connections open, shared with the acceptor (`LEARNERS_MAX`).
+    open: Arc<AtomicUsize>,
+    /// Learners whose sockets the last poll found readable (or closed).
+    readable: Vec<LearnerId>,
+    /// Learners whose packets were left in their buffers by `PACKETS_PER_ROUND_MAX`.
+    unfinished: Vec<LearnerId>,
 }
 
 impl Driver {
@@ -350,7 +443,8 @@ impl Driver {
             }
             LeaderInput::Connected { id, stream } => {
                 let (queue, outgoing) = sync_channel::<(Instant, Bytes)>(SEND_QUEUE_MAX);
-                let Ok(write_stream) = stream.try_clone() else {
+                let (Ok(write_stream), Ok(read_stream)) = (stream.try_clone(), stream.try_clone()) else {
+                    self.open.fetch_sub(1, Ordering::AcqRel);
                     return Ok(());
                 };
                 let (queued, sid) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicI64::new(0)));
@@ -363,18 +457,9 @@ impl Driver {
                     samples: self.samples.clone(),
                 };
                 std::thread::spawn(move || write_packets(write_stream, sending));
-                self.writers.insert(id, Writer { queue, stream, queued, unwritten, sid });
+                let reader = PacketReader::new(read_stream, self.data_max_bytes);
+                self.conns.insert(id, Connection { queue, stream, reader, queued, unwritten, sid });
                 self.leader.connected(id);
-            }
-            LeaderInput::Packet { id, packet } => {
-                log_packet("from learner", id, &packet);
-                self.leader.packet(id, packet)
-            }
-            LeaderInput::Closed { id } => {
-                if let Some(writer) = self.writers.remove(&id) {
-                    writer.close();
-                }
-                self.leader.disconnected(id);
             }
             LeaderInput::Revalidated { learner, session_id, valid } => {
                 self.leader.revalidated(learner, session_id, valid)
@@ -383,9 +468,100 @@ impl Driver {
         Ok(())
     }
 
+    /// Whether a learner's read buffer may still hold whole packets (left for the next round by
+    /// `PACKETS_PER_ROUND_MAX`).
+    fn has_buffered_packets(&self) -> bool {
+        !self.unfinished.is_empty()
+    }
+
+    /// Polls the doorbell and every learner's socket, waiting until `until` (not at all without
+    /// it), and notes which learners have bytes (or a closed connection) to read.
+    fn poll(&mut self, bell: &Doorbell, until: Option<Instant>) -> Result<(), LeadError> {
+        let timeout = match until {
+            // A wait too long for a Timespec cannot happen (it is at most a half tick).
+            Some(until) => Timespec::try_from(until.saturating_duration_since(Instant::now())).unwrap_or(Timespec { tv_sec: 1, tv_nsec: 0 }),
+            None => Timespec { tv_sec: 0, tv_nsec: 0 },
+        };
+        let mut fds = Vec::with_capacity(1 + self.conns.len());
+        fds.push(PollFd::new(&bell.fd, PollFlags::IN));
+        fds.extend(self.conns.values().map(|conn| PollFd::new(&conn.stream, PollFlags::IN)));
+        let polled = poll(&mut fds, Some(&timeout));
+        bell.sleeping.store(false, Ordering::SeqCst);
+        match polled {
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(LeadError::Poll(e.into())),
+        }
+        if !fds[0].revents().is_empty() {
+            bell.clear();
+        }
+        self.readable.clear();
+        for (id, fd) in self.conns.keys().zip(&fds[1..]) {
+            if !fd.revents().is_empty() {
+                self.readable.push(*id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the packets the learners sent through the state machine: what their read buffers
+    /// hold, and one read from each socket the last poll found readable. A learner whose
+    /// connection ended or who sent what is not a packet is dropped.
+    fn read_learners(&mut self) {
+        let readable = std::mem::take(&mut self.readable);
+        let mut ids = std::mem::take(&mut self.unfinished);
+        ids.extend(readable.iter().filter(|id| !ids.contains(id)).copied().collect::<Vec<_>>());
+        for id in ids {
+            let mut may_read = readable.contains(&id);
+            let mut handled = 0;
+            while handled < PACKETS_PER_ROUND_MAX {
+                let Some(conn) = self.conns.get_mut(&id) else { break };
+                let packet = match conn.reader.buffered_packet() {
+                    Ok(Some(packet)) => packet,
+                    // One read per learner per round, only once its buffer holds no whole packet;
+                    // what the socket holds beyond it is read after the next poll.
+                    Ok(None) if may_read => {
+                        may_read = false;
+                        match conn.reader.fill_ready() {
+                            Ok(()) => continue,
+                            Err(e) => {
+                                debug!(learner = id, error = %e, "learner connection ended");
+                                self.drop_learner(id);
+                                break;
+                            }
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        warn!(learner = id, error = %e, "closing a learner that sent what is not a packet");
+                        self.drop_learner(id);
+                        break;
+                    }
+                };
+                log_packet("from learner", id, &packet);
+                self.leader.packet(id, packet);
+                handled += 1;
+                if handled == PACKETS_PER_ROUND_MAX {
+                    self.unfinished.push(id);
+                }
+            }
+        }
+        // Keep the allocation.
+        self.readable = readable;
+        self.readable.clear();
+    }
+
+    /// Closes a learner's connection and tells the state machine it is gone.
+    fn drop_learner(&mut self, id: LearnerId) {
+        if let Some(conn) = self.conns.remove(&id) {
+            conn.close();
+            self.open.fetch_sub(1, Ordering::AcqRel);
+        }
+        self.leader.disconnected(id);
+    }
+
     /// Queues a packet for `to`; a round's packets go out together at its end (`flush`).
     fn send(&mut self, to: LearnerId, bytes: Bytes) {
-        if self.writers.contains_key(&to) {
+        if self.conns.contains_key(&to) {
             self.outgoing.entry(to).or_default().push(bytes);
         }
     }
@@ -403,7 +579,7 @@ impl Driver {
     /// the writer thread. MSG_DONTWAIT for this call only (the writer's clone stays blocking); an
     /// error is left to the writer thread, which meets it on its next write.
     fn send_now(&mut self, to: LearnerId, mut packets: Vec<Bytes>) {
-        let Some(writer) = self.writers.get(&to) else { return };
+        let Some(writer) = self.conns.get(&to) else { return };
         let mut sid = writer.sid.load(Ordering::Relaxed);
         if sid == 0 {
             if let Some(learner_sid) = self.leader.learner_sid(to) {
@@ -442,10 +618,7 @@ impl Driver {
             writer.queued.fetch_add(1, Ordering::AcqRel);
             if writer.queue.try_send((Instant::now(), bytes)).is_err() {
                 warn!(learner = to, "learner is not keeping up with its packets; closing it");
-                if let Some(writer) = self.writers.remove(&to) {
-                    writer.close();
-                }
-                self.leader.disconnected(to);
+                self.drop_learner(to);
                 return;
             }
         }
@@ -478,9 +651,7 @@ impl Driver {
                     }
                     LeaderAction::Close { learner, reason } => {
                         warn!(learner, reason, "closing a learner");
-                        if let Some(writer) = self.writers.remove(&learner) {
-                            writer.close();
-                        }
+                        self.drop_learner(learner);
                     }
                     LeaderAction::PersistAcceptedEpoch(epoch) => store.persist_accepted_epoch(epoch)?,
                     LeaderAction::PersistCurrentEpoch(epoch) => store.persist_current_epoch(epoch)?,
@@ -521,10 +692,8 @@ fn log_packet(direction: &'static str, learner: LearnerId, packet: &QuorumPacket
     );
 }
 
-fn accept_learners(listener: TcpListener, inputs: SyncSender<LeaderInput>, stop: &AtomicBool, data_max_bytes: usize) {
+fn accept_learners(listener: TcpListener, inputs: InputSender, stop: &AtomicBool, open: &AtomicUsize) {
     let mut next_id: LearnerId = 0;
-    // Connections whose reader thread still runs; each costs two threads.
-    let open = Arc::new(AtomicUsize::new(0));
     while !stop.load(Ordering::Relaxed) {
         let (stream, remote) = match listener.accept() {
             Ok(_) if stop.load(Ordering::Relaxed) => return,
@@ -535,45 +704,22 @@ fn accept_learners(listener: TcpListener, inputs: SyncSender<LeaderInput>, stop:
                 continue;
             }
         };
+        // Connections the leading loop holds (it takes the count down as it drops them).
         if open.load(Ordering::Acquire) >= LEARNERS_MAX {
             warn!(%remote, "quorum port: {LEARNERS_MAX} learner connections open already; closing this one");
             continue;
         }
         next_id += 1;
         let id = next_id;
-        let setup = stream
-            .set_nonblocking(false)
-            .and_then(|()| stream.set_nodelay(true))
-            .and_then(|()| stream.try_clone());
-        let Ok(read_stream) = setup else { continue };
+        // Blocking: the writer thread writes with blocking writes; the leading loop reads with
+        // MSG_DONTWAIT.
+        if stream.set_nonblocking(false).and_then(|()| stream.set_nodelay(true)).is_err() {
+            continue;
+        }
         info!(learner = id, %remote, "learner connected");
+        open.fetch_add(1, Ordering::AcqRel);
         if inputs.send(LeaderInput::Connected { id, stream }).is_err() {
             return;
-        }
-        let (inputs, open) = (inputs.clone(), open.clone());
-        open.fetch_add(1, Ordering::AcqRel);
-        std::thread::spawn(move || {
-            read_packets(id, read_stream, inputs, data_max_bytes);
-            open.fetch_sub(1, Ordering::AcqRel);
-        });
-    }
-}
-
-fn read_packets(id: LearnerId, stream: TcpStream, inputs: SyncSender<LeaderInput>, data_max_bytes: usize) {
-    let mut reader = PacketReader::new(stream, data_max_bytes);
-    loop {
-        match reader.next_packet() {
-            Ok(packet) => {
-                if inputs.send(LeaderInput::Packet { id, packet }).is_err() {
-                    return;
-                }
-            }
-            Err(e) => {
-                debug!(learner = id, error = %e, "learner connection ended");
-                // The loop may have ended already; then nobody needs to know.
-                let _ = inputs.send(LeaderInput::Closed { id });
-                return;
-            }
         }
     }
 }

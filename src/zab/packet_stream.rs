@@ -36,16 +36,34 @@ impl PacketReader {
         }
     }
 
-    /// Reads more bytes into the buffer.
+    /// Reads more bytes into the buffer, waiting for them.
     fn fill(&mut self) -> Result<(), FollowError> {
+        self.fill_with(|stream, buf| (&*stream).read(buf))
+    }
+
+    /// Reads what the socket holds into the buffer without waiting for more (`MSG_DONTWAIT` on
+    /// this call only: the stream's other handles stay blocking); nothing there is no error.
+    /// Only when no whole packet is buffered, which keeps the buffer's bound.
+    pub(crate) fn fill_ready(&mut self) -> Result<(), FollowError> {
+        let dont_wait = |stream: &TcpStream, buf: &mut [u8]| {
+            rustix::net::recv(stream, buf, rustix::net::RecvFlags::DONTWAIT)
+                .map(|(n, _)| n)
+                .map_err(std::io::Error::from)
+        };
+        match self.fill_with(dont_wait) {
+            Err(FollowError::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(()),
+            other => other,
+        }
+    }
+
+    fn fill_with(&mut self, read: impl FnOnce(&TcpStream, &mut [u8]) -> std::io::Result<usize>) -> Result<(), FollowError> {
         if self.start > 0 && self.start * 2 >= self.buf.len() {
             self.buf.drain(..self.start);
             self.start = 0;
         }
         let old = self.buf.len();
         self.buf.resize(old + READ_CHUNK_BYTES, 0);
-        let read = self.stream.read(&mut self.buf[old..]);
-        let n = match read {
+        let n = match read(&self.stream, &mut self.buf[old..]) {
             Ok(n) => n,
             Err(e) => {
                 self.buf.truncate(old);
@@ -55,7 +73,7 @@ impl PacketReader {
         self.buf.truncate(old + n);
         if n == 0 {
             return Err(
-                std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the leader closed the connection").into(),
+                std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the peer closed the connection").into(),
             );
         }
         Ok(())
@@ -64,6 +82,17 @@ impl PacketReader {
     /// Whether a whole packet is already buffered.
     pub(crate) fn has_packet(&self) -> bool {
         matches!(decode_packet(&self.buf[self.start..], self.data_max_bytes), Ok(Some(_)))
+    }
+
+    /// The next packet, if a whole one is buffered (nothing is read).
+    pub(crate) fn buffered_packet(&mut self) -> Result<Option<QuorumPacket>, FollowError> {
+        match decode_packet(&self.buf[self.start..], self.data_max_bytes)? {
+            Some((packet, used)) => {
+                self.start += used;
+                Ok(Some(packet))
+            }
+            None => Ok(None),
+        }
     }
 
     pub(crate) fn next_packet(&mut self) -> Result<QuorumPacket, FollowError> {
