@@ -503,6 +503,7 @@ impl Period {
                 store,
                 inlet: inlet.clone(),
                 held: Vec::new(),
+                committed: false,
                 on_serving: Some(handover_tx),
                 handed_over: false,
                 durability: durability_tx,
@@ -545,6 +546,8 @@ struct Replica {
     /// handled what it has buffered (`deliver`).
     inlet: Arc<ZabInlet>,
     held: Vec<ZabEvent>,
+    /// A leader's commits reported through `durability` since the last `deliver`.
+    committed: bool,
     on_serving: Option<oneshot::Sender<HandOver>>,
     handed_over: bool,
     durability: watch::Sender<Durability>,
@@ -700,12 +703,17 @@ impl LeaderStore for Replica {
         }
         self.store.take_committed(zxid)?;
         self.last_committed = zxid;
-        // The pipeline applies its own txns, in zxid order, as their commits are reported.
+        // The pipeline applies its own txns, in zxid order, as their commits are reported (at
+        // the end of this round, `deliver`).
         self.durability.send_modify(|d| d.durable_zxid = d.durable_zxid.max(zxid));
+        self.committed = true;
         Ok(())
     }
 
     fn deliver(&mut self) -> Result<(), StoreError> {
+        if std::mem::take(&mut self.committed) {
+            self.held.push(ZabEvent::Durable);
+        }
         self.deliver_held()
     }
 

@@ -176,14 +176,15 @@ impl Pipeline {
         self.snapshot_job.is_some()
     }
 
-    /// The log writer's progress matters: txns handed to its thread are not durable yet, or
-    /// the sink is the quorum (whose commits arrive that way). Lone writes synced by the round
-    /// itself (`append_here`) do not wake the core task.
+    /// The log writer's progress matters: txns handed to its thread are not durable yet. Lone
+    /// writes synced by the round itself (`append_here`) do not wake the core task, nor does a
+    /// quorum member's watch: a leader's commits come as `ZabEvent::Durable` (run by the leading
+    /// thread itself when it can), and a follower's own syncs only feed the metrics, read at
+    /// every tick.
     pub fn awaits_durability(&self) -> bool {
         match self.persistence.as_ref().map(|p| &p.writer) {
             Some(TxnSink::Log(_)) => self.awaited_zxid.is_some(),
-            Some(_) => true,
-            None => false,
+            Some(_) | None => false,
         }
     }
 
@@ -327,6 +328,7 @@ impl Pipeline {
     fn handle_zab_event(&mut self, event: ZabEvent, now: Now) {
         let core = &mut self.core;
         match event {
+            ZabEvent::Durable => self.durability_reached(now),
             ZabEvent::Committed(txn) => core.committed(*txn, now),
             ZabEvent::SyncDone => core.sync_done(now),
             ZabEvent::Revalidated { session_id, valid } => core.revalidated(session_id, valid, now),
@@ -360,6 +362,10 @@ impl Pipeline {
 
     /// The session tick: expiries, and a leader's learner queue samples.
     pub fn tick(&mut self, local_sessions: Option<&Mutex<Vec<(i64, i32)>>>, now: Now) {
+        if !matches!(self.persistence.as_ref().map(|p| &p.writer), Some(TxnSink::Log(_)) | None) {
+            // A quorum member's log syncs since the last look, into the metrics.
+            self.durability_reached(now);
+        }
         self.core.tick(now);
         self.take_queue_samples();
         if let Some(local) = local_sessions {

@@ -253,6 +253,9 @@ pub enum ZabEvent {
         /// Whether it may reconnect here.
         valid: bool,
     },
+    /// Leader: commits (and the leader's own log syncs) were reported through the sink's
+    /// `durability` watch; the pipeline reads it (`Pipeline::durability_reached`).
+    Durable,
     /// Leader: a learner forwarded this client request.
     Request(Forward),
     /// Leader: sessions a learner's clients keep alive.
