@@ -301,12 +301,18 @@ run_ensemble() { # <kind> <net>
 ensemble_bench() { # <label> <host:port> <pid> <args...>; durable as the standalone kind
     local label=$1 server=$2 pid=$3
     shift 3
+    # A row an ensemble does not finish (ZooKeeper's once stalled for half a minute and closed the
+    # session) is left out of the table, not the end of the run.
     "$CARGO_TARGET_DIR/release/ferrokeeper-bench" --server "$server" --label "$label" --server-pid "$pid" \
-        --durable true --json "$BENCH_OUT/results.jsonl" --source-ips 64 "$@"
+        --durable true --json "$BENCH_OUT/results.jsonl" --source-ips 64 "$@" \
+        || log "$label: the row '$*' failed; left out of the table"
 }
 
 main() {
     ensure_tools
+    # Whatever way the script ends, no server it started outlives it (a member left running
+    # would hold its ports and break the next run's ensemble).
+    trap 'pkill -f -- "$BENCH_DIR/" 2>/dev/null || true' EXIT
     log "building ferrokeeper and ferrokeeper-bench (release)"
     cargo build --release --locked --bins >&2
     mkdir -p "$BENCH_OUT" "$BENCH_DIR"

@@ -40,6 +40,15 @@ fn create_txn(path: &str, data: &'static [u8]) -> Box<Txn> {
     Box::new(Txn { header, body })
 }
 
+/// Server 3 of `net` leads with a half-second tick.
+fn settings(net: u8) -> LeadingSettings {
+    LeadingSettings {
+        listen: format!("{}:{QUORUM_PORT}", host(net, 3)).parse().unwrap(),
+        tick: Duration::from_millis(500),
+        data_max_bytes: 0xfffff + 1024,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zookeeper_servers_follow_a_ferrokeeper_leader_and_serve_its_writes() {
     let _ = tracing_subscriber::fmt()
@@ -59,11 +68,7 @@ async fn zookeeper_servers_follow_a_ferrokeeper_leader_and_serve_its_writes() {
     assert_eq!(decided, (ServerState::Leading, 3));
 
     let start = store.leader_start(3, verifier(NET, 3), 10, 5).unwrap();
-    let leading = LeadingSettings {
-        listen: format!("{}:{QUORUM_PORT}", host(NET, 3)).parse().unwrap(),
-        tick: Duration::from_millis(500),
-        data_max_bytes: 0xfffff + 1024,
-    };
+    let leading = settings(NET);
     let status = Arc::new(Mutex::new(LeaderStatus::default()));
     let stop = Arc::new(AtomicBool::new(false));
     let (sender, receiver) = inputs().unwrap();
@@ -157,12 +162,8 @@ fn a_learner_that_sends_garbage_or_leaves_is_dropped_and_the_others_are_still_se
     let dir = temp_dir("leader-garbage");
     let store = ReplicaStore::open(Layout::new(&dir, &dir), false).unwrap();
     let start = store.leader_start(3, verifier(NET, 3), 10, 5).unwrap();
-    let address = format!("{}:{QUORUM_PORT}", host(NET, 3));
-    let leading = LeadingSettings {
-        listen: address.parse().unwrap(),
-        tick: Duration::from_millis(500),
-        data_max_bytes: 0xfffff + 1024,
-    };
+    let leading = settings(NET);
+    let address = leading.listen;
     let status = Arc::new(Mutex::new(LeaderStatus::default()));
     let stop = Arc::new(AtomicBool::new(false));
     let (sender, receiver) = inputs().unwrap();
@@ -176,7 +177,7 @@ fn a_learner_that_sends_garbage_or_leaves_is_dropped_and_the_others_are_still_se
     let connect = || {
         let mut stream = None;
         wait_until("the quorum port listens", Duration::from_secs(10), || {
-            stream = TcpStream::connect(&address).ok();
+            stream = TcpStream::connect(address).ok();
             stream.is_some()
         });
         let stream = stream.unwrap();

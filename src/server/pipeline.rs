@@ -2,7 +2,7 @@
 //! snapshot in progress and the way out to every connection. A round feeds the core events, hands
 //! the txns they produced to the log, advances a snapshot and sends the replies.
 //!
-//! Rounds run one at a time, under one lock (`PipelineLock`), by two kinds of task: the core task
+//! Rounds run one at a time, under one lock (`PipelineLock`), by whoever holds it: the core task
 //! (`net::run_core`) for everything that reaches it through its channel (requests while the
 //! pipeline is busy, connects, disconnects, four-letter words, admin queries), its timers, the log
 //! writer's progress and replication; and a connection's reader task for that connection's own
