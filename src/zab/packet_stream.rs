@@ -97,8 +97,7 @@ impl PacketReader {
 
     pub(crate) fn next_packet(&mut self) -> Result<QuorumPacket, FollowError> {
         loop {
-            if let Some((packet, used)) = decode_packet(&self.buf[self.start..], self.data_max_bytes)? {
-                self.start += used;
+            if let Some(packet) = self.buffered_packet()? {
                 return Ok(packet);
             }
             self.fill()?;
