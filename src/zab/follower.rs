@@ -273,27 +273,32 @@ fn run_loop(
         if stop.load(Ordering::Relaxed) {
             return Err(FollowError::Stopped);
         }
-        if !connection.reader.has_packet() {
-            // A burst is handled: its commits reach the server together, before the sync below.
-            store.deliver()?;
-            if let Some(zxid) = unsynced {
-                store.sync()?;
-                unsynced = None;
-                learner.persisted_through(zxid);
-                connection.perform(&mut learner, store, &mut unsynced)?;
+        // A whole packet already buffered is taken as it is (decoded once); a bad one is met
+        // again by `next_packet` below, after the burst's commits and sync, as any other.
+        let packet = match connection.reader.buffered_packet() {
+            Ok(Some(packet)) => packet,
+            Ok(None) | Err(_) => {
+                // A burst is handled: its commits reach the server together, before the sync.
+                store.deliver()?;
+                if let Some(zxid) = unsynced {
+                    store.sync()?;
+                    unsynced = None;
+                    learner.persisted_through(zxid);
+                    connection.perform(&mut learner, store, &mut unsynced)?;
+                }
+                match connection.reader.next_packet() {
+                    Ok(packet) => packet,
+                    Err(FollowError::Io(e))
+                        if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut =>
+                    {
+                        return Err(FollowError::Io(std::io::Error::new(
+                            e.kind(),
+                            "the leader sent nothing within the limit",
+                        )));
+                    }
+                    Err(e) => return Err(e),
+                }
             }
-        }
-        let packet = match connection.reader.next_packet() {
-            Ok(packet) => packet,
-            Err(FollowError::Io(e))
-                if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut =>
-            {
-                return Err(FollowError::Io(std::io::Error::new(
-                    e.kind(),
-                    "the leader sent nothing within the limit",
-                )));
-            }
-            Err(e) => return Err(e),
         };
         let newleader = packet.packet_type == packet_type::NEWLEADER;
         learner.packet(packet)?;

@@ -79,11 +79,6 @@ impl PacketReader {
         Ok(())
     }
 
-    /// Whether a whole packet is already buffered.
-    pub(crate) fn has_packet(&self) -> bool {
-        matches!(decode_packet(&self.buf[self.start..], self.data_max_bytes), Ok(Some(_)))
-    }
-
     /// The next packet, if a whole one is buffered (nothing is read).
     pub(crate) fn buffered_packet(&mut self) -> Result<Option<QuorumPacket>, FollowError> {
         match decode_packet(&self.buf[self.start..], self.data_max_bytes)? {
