@@ -69,11 +69,11 @@ admin.enableServer=false
 CFG
 }
 
-wait_ready() { # <port> <pid>
+wait_ready() { # <port> <pid> [host]
     local i
     for i in $(seq 1 600); do
         kill -0 "$2" 2>/dev/null || return 1
-        [ "$(printf ruok | nc -q1 -w1 127.0.0.1 "$1" 2>/dev/null)" = imok ] && return 0
+        [ "$(printf ruok | nc -q1 -w1 "${3:-127.0.0.1}" "$1" 2>/dev/null)" = imok ] && return 0
         sleep 0.1
     done
     return 1
@@ -298,6 +298,31 @@ run_ensemble() { # <kind> <net>
     stop_members
 }
 
+# The floor of the ensembles' 1 x 1 rows: a null ensemble on 127.0.<net>.1-3 (ferrokeeper-bench
+# null-member: three processes that reply as the null server does and replicate each write as a
+# Zab quorum must: forwarded to the leader, proposed to both followers, one record synced to every
+# member's log, on the same disk, committed on a majority's acks), member 1 leading, the rows
+# through member 2. Rows labelled _nullEnsemble.
+run_null_ensemble() { # <net>
+    local net=$1 port=$((PORT_BASE + 50)) pids=() sid w
+    for sid in 1 2 3; do
+        rm -rf "$BENCH_DIR/null-ensemble/$sid"
+        "$CARGO_TARGET_DIR/release/ferrokeeper-bench" null-member --host "127.0.$net.$sid" --port "$port" \
+            --leader "127.0.$net.1" --sync-dir "$BENCH_DIR/null-ensemble/$sid" 2>> "$BENCH_DIR/null-ensemble.log" &
+        pids+=($!)
+    done
+    for sid in 1 2 3; do
+        wait_ready "$port" "${pids[$((sid - 1))]}" "127.0.$net.$sid" \
+            || { log "null ensemble did not start"; cat "$BENCH_DIR/null-ensemble.log" >&2; exit 1; }
+    done
+    for w in $ENSEMBLE_WORKLOADS; do
+        log "null ensemble: $w latency"
+        ensemble_bench _nullEnsemble "127.0.$net.2:$port" "${pids[1]}" load "$w" --mode latency \
+            --sessions 1 --outstanding 1 --warmup-secs "$WARMUP" --secs "$SECS"
+    done
+    for sid in 1 2 3; do stop_pid "${pids[$((sid - 1))]}"; done
+}
+
 ensemble_bench() { # <label> <host:port> <pid> <args...>; durable as the standalone kind
     local label=$1 server=$2 pid=$3
     shift 3
@@ -348,6 +373,10 @@ main() {
         log "=== $kind ensemble"
         run_ensemble "$kind" "$net"
     done
+    if [ -n "$BENCH_ENSEMBLES" ]; then
+        log "=== null ensemble"
+        run_null_ensemble $((net + 1))
+    fi
     {
         echo "date: $(date -u +%Y-%m-%dT%H:%MZ)  machine: $(nproc) cores $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(free -g | awk '/Mem:/{print $2}') GiB, kernel $(uname -r)"
         echo "zookeeper: $(java -version 2>&1 | head -1), -Xmx$ZK_HEAP, forceSync=yes (default); ferrokeeper: $(git rev-parse --short HEAD)$([ "$durable_ferrokeeper" = true ] || echo ', in-memory: does NOT fsync (durable storage not landed yet)')"

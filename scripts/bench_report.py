@@ -18,6 +18,9 @@ TARGETS = {"ops": 3.0, "p99": 3.0, "rss": 4.0, "restart": 5.0}
 ENSEMBLE = "-ensemble"
 # Rows of the null server, the 1 x 1 rows' floor.
 NULL = "_nullServer"
+# Rows of the null ensemble, the ensembles' 1 x 1 rows' floor.
+NULL_ENSEMBLE = "_nullEnsemble"
+FLOOR_COLUMNS = ["floor ops/s", "floor p50", "floor p99", "best x", "best p99 x"]
 
 
 def load(path):
@@ -69,6 +72,14 @@ def main(out_dir):
         r = index.get((server, workload, mode))
         return None if r is None else r.get(key)
 
+    def floor_of(base, null, w, mode):
+        """The ratios a server that does no work (`null`'s rows) gets against `base`, and its cells."""
+        best_ops = ratio(get(base, w, mode, "ops_per_sec"), get(null, w, mode, "ops_per_sec"), True)
+        best_p99 = ratio(get(base, w, mode, "p99_us"), get(null, w, mode, "p99_us"), False)
+        cells = [fmt_rate(get(null, w, mode, "ops_per_sec")), fmt_us(get(null, w, mode, "p50_us")),
+                 fmt_us(get(null, w, mode, "p99_us")), fmt_ratio(best_ops), fmt_ratio(best_p99)]
+        return best_ops, best_p99, cells
+
     lines = []
     header = os.path.join(out_dir, "header.txt")
     if os.path.exists(header):
@@ -103,11 +114,10 @@ def main(out_dir):
         for s in servers:
             cols += [f"{s} cpu us/op"]
         if floored:
-            cols += ["floor ops/s", "floor p50", "floor p99", "best x", "best p99 x"]
+            cols += FLOOR_COLUMNS
         body = []
         for w in WORKLOAD_ORDER:
-            best_ops = ratio(get(base, w, mode, "ops_per_sec"), get(NULL, w, mode, "ops_per_sec"), True)
-            best_p99 = ratio(get(base, w, mode, "p99_us"), get(NULL, w, mode, "p99_us"), False)
+            best_ops, best_p99, floor_cells = floor_of(base, NULL, w, mode)
             row = [w]
             row += [fmt_rate(get(s, w, mode, "ops_per_sec")) for s in servers]
             row += [fmt_ratio(ratio(get(base, w, mode, "ops_per_sec"), get(o, w, mode, "ops_per_sec"), True),
@@ -120,8 +130,7 @@ def main(out_dir):
                 v = get(s, w, mode, "server_cpu_us_per_op")
                 row += ["-" if v is None else f"{v:.1f}"]
             if floored:
-                row += [fmt_rate(get(NULL, w, mode, "ops_per_sec")), fmt_us(get(NULL, w, mode, "p50_us")),
-                        fmt_us(get(NULL, w, mode, "p99_us")), fmt_ratio(best_ops), fmt_ratio(best_p99)]
+                row += floor_cells
             body.append(row)
         table(title, cols, body)
         if floored:
@@ -195,28 +204,41 @@ def main(out_dir):
         for e in ensembles:
             cols += [f"{e} p50", f"{e} p99"]
         cols += [f"p99 x {o}" for o in eothers]
+        efloored = any(index.get((NULL_ENSEMBLE, w, "latency")) for w in WORKLOAD_ORDER)
+        if efloored:
+            cols += FLOOR_COLUMNS
         body = []
         for w in WORKLOAD_ORDER:
             for mode in ("throughput", "latency"):
                 if all(index.get((e, w, mode)) is None for e in ensembles):
                     continue
+                best_ops, best_p99, floor_cells = floor_of(ebase, NULL_ENSEMBLE, w, mode)
                 row = [w, "32 x 1,000" if mode == "throughput" else "1 x 1"]
                 row += [fmt_rate(get(e, w, mode, "ops_per_sec")) for e in ensembles]
-                row += [fmt_ratio(ratio(get(ebase, w, mode, "ops_per_sec"), get(o, w, mode, "ops_per_sec"), True))
-                        for o in eothers]
+                row += [fmt_ratio(ratio(get(ebase, w, mode, "ops_per_sec"), get(o, w, mode, "ops_per_sec"), True),
+                                  TARGETS["ops"], best_ops) for o in eothers]
                 for e in ensembles:
                     row += [fmt_us(get(e, w, mode, "p50_us")), fmt_us(get(e, w, mode, "p99_us"))]
-                row += [fmt_ratio(ratio(get(ebase, w, mode, "p99_us"), get(o, w, mode, "p99_us"), False))
-                        for o in eothers]
+                row += [fmt_ratio(ratio(get(ebase, w, mode, "p99_us"), get(o, w, mode, "p99_us"), False),
+                                  TARGETS["p99"], best_p99) for o in eothers]
+                if efloored:
+                    row += floor_cells if index.get((NULL_ENSEMBLE, w, mode)) else [""] * len(FLOOR_COLUMNS)
                 body.append(row)
         fail = lambda e: get(e, "failover", "firstWrite", "failover_ms")
         row = ["failover: leader SIGKILLed -> first write on a survivor", ""]
         row += ["-" if fail(e) is None else f"{fail(e) / 1000:.2f}s" for e in ensembles]
         row += [fmt_ratio(ratio(fail(ebase), fail(o), False)) for o in eothers]
         row += ["", ""] * len(ensembles) + [""] * len(eothers)
+        if efloored:
+            row += [""] * len(FLOOR_COLUMNS)
         body.append(row)
         table("Ensembles of 3 on one machine (every member's fsync on the same disk; load through a follower)",
               cols, body)
+        if efloored:
+            lines.insert(len(lines) - 1, "floor columns: the 1 x 1 rows against a null ensemble (ferrokeeper-bench "
+                         "null-member: three processes that reply as the null server does and replicate each write "
+                         "as a Zab quorum must: forwarded, proposed, one record synced on every member, committed on "
+                         "a majority's acks); best x = what it gets against the baseline ensemble")
     other_cols = ["server", "server cpu cores", "client cpu cores", "other load (cores)"]
     other_body = []
     for s in servers:

@@ -11,8 +11,6 @@ use rustix::fs::FallocateFlags;
 
 /// Bytes preallocated; records wrap around within them, so the file never grows during a run.
 const PREALLOCATED_BYTES: u64 = 4 << 20;
-/// Bytes of one record: about what a setData of a small value takes in either server's log.
-const RECORD_BYTES: usize = 128;
 
 pub struct FloorLog {
     file: File,
@@ -20,6 +18,9 @@ pub struct FloorLog {
 }
 
 impl FloorLog {
+    /// Bytes of one record: about what a setData of a small value takes in either server's log.
+    pub const RECORD_BYTES: usize = 128;
+
     /// Creates (or truncates) `floor.log` in `dir` and preallocates it.
     pub fn create(dir: &Path) -> io::Result<FloorLog> {
         std::fs::create_dir_all(dir)?;
@@ -31,10 +32,10 @@ impl FloorLog {
 
     /// Writes one record and waits until it is on the disk.
     pub fn append_synced(&mut self) -> io::Result<()> {
-        let record = [0x5au8; RECORD_BYTES];
+        let record = [0x5au8; Self::RECORD_BYTES];
         self.file.write_all_at(&record, self.offset)?;
         self.file.sync_data()?;
-        self.offset = (self.offset + RECORD_BYTES as u64) % PREALLOCATED_BYTES;
+        self.offset = (self.offset + Self::RECORD_BYTES as u64) % PREALLOCATED_BYTES;
         Ok(())
     }
 }

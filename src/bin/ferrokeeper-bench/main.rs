@@ -7,6 +7,7 @@
 
 mod floor_log;
 mod histogram;
+mod null_ensemble;
 mod null_server;
 mod report;
 mod wire;
@@ -175,6 +176,36 @@ enum Command {
         #[arg(long, value_enum, default_value_t = null_server::Wait::Recv)]
         wait: null_server::Wait,
     },
+    /// The floor of the ensemble rows: one member of a null ensemble (`null-server`s that
+    /// replicate each write as a Zab quorum must: forwarded to the leader, proposed to every
+    /// follower, synced to every member's log, committed on a majority's acks), until killed.
+    /// The member whose `host` is `leader` leads.
+    NullMember {
+        /// This member's address (client and quorum ports on it; its last byte is its id).
+        #[arg(long)]
+        host: Ipv4Addr,
+        /// Client port.
+        #[arg(long)]
+        port: u16,
+        /// Quorum port (every member's).
+        #[arg(long, default_value_t = 2888)]
+        quorum_port: u16,
+        /// The leader's address.
+        #[arg(long)]
+        leader: Ipv4Addr,
+        /// Members in the ensemble.
+        #[arg(long, default_value_t = 3)]
+        members: usize,
+        /// Where this member's log is synced.
+        #[arg(long)]
+        sync_dir: PathBuf,
+        /// Data bytes in each getData reply.
+        #[arg(long, default_value_t = 100)]
+        data_bytes: usize,
+        /// Children in the getChildren reply.
+        #[arg(long, default_value_t = 1_000)]
+        children: u64,
+    },
     /// Time from `since_epoch_ms` (when the script killed an ensemble's leader) to the first
     /// acknowledged write through this server: a new session and a create of `path`.
     FirstWrite {
@@ -206,6 +237,29 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let cli = Cli::parse();
     if let Command::NullServer { port, data_bytes, children, sync_dir, wait } = &cli.command {
         null_server::serve(*port, *data_bytes, *children, sync_dir.as_deref(), *wait)?;
+        return Ok(());
+    }
+    if let Command::NullMember {
+        host,
+        port,
+        quorum_port,
+        leader,
+        members,
+        sync_dir,
+        data_bytes,
+        children,
+    } = &cli.command
+    {
+        null_ensemble::serve_member(&null_ensemble::MemberSpec {
+            host: *host,
+            port: *port,
+            quorum_port: *quorum_port,
+            leader: *leader,
+            members: (*members).max(1),
+            sync_dir,
+            data_bytes: *data_bytes,
+            children: *children,
+        })?;
         return Ok(());
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -269,7 +323,9 @@ async fn run(cli: &Cli) -> Result<Outcome, WireError> {
             run_watch_floor((*sessions).max(1), (*rounds).max(1), writers.max(1), log).await?
         }
         // Served by `main` before the runtime starts.
-        Command::NullServer { .. } => return Err(WireError::Protocol("null-server is not a client command".into())),
+        Command::NullServer { .. } | Command::NullMember { .. } => {
+            return Err(WireError::Protocol("null servers are not client commands".into()))
+        }
         Command::FirstRead {
             path,
             since_epoch_ms,

@@ -12,6 +12,7 @@
 //! for its next request in `recv` (the default) or, with `--wait epoll`, in `epoll_wait` on its
 //! socket as an event-driven server does: the two floors compare how the wait itself costs.
 
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
@@ -48,44 +49,171 @@ pub enum Wait {
 }
 
 /// What every connection's thread shares.
-struct Shared {
+pub(crate) struct Shared {
     data: Vec<u8>,
     /// The body of the getChildren reply (the workload lists one node's children).
     children_body: Bytes,
-    log: Option<Mutex<FloorLog>>,
-    zxid: AtomicI64,
+    /// The last write's zxid (the zxid of a read's reply).
+    pub(crate) zxid: AtomicI64,
     sessions: AtomicI64,
     connections: AtomicUsize,
     wait: Wait,
+}
+
+impl Shared {
+    pub(crate) fn new(data_bytes: usize, children: u64, wait: Wait) -> Shared {
+        let mut children_body = BytesMut::new();
+        let names = (0..children).map(|c| format!("child-{c:06}"));
+        encode_children_response(names, None, &mut children_body);
+        Shared {
+            data: vec![b'x'; data_bytes],
+            children_body: children_body.freeze(),
+            zxid: AtomicI64::new(1),
+            sessions: AtomicI64::new(1),
+            connections: AtomicUsize::new(0),
+            wait,
+        }
+    }
+}
+
+/// Where a connection's writes go before they are answered: the null server's own log, or a null
+/// ensemble's quorum (`null_ensemble`).
+pub(crate) trait Writes: Send + Sync {
+    /// Makes `reply`'s write durable and answers it through `conn`, now or later (from another
+    /// thread, after `conn.hold`).
+    fn write(&self, conn: &Arc<Conn>, reply: Reply) -> io::Result<()>;
+}
+
+/// A standalone null server's writes: one record synced to its log (if any), then the answer.
+struct LocalWrites {
+    log: Option<Mutex<FloorLog>>,
+}
+
+impl Writes for LocalWrites {
+    fn write(&self, conn: &Arc<Conn>, reply: Reply) -> io::Result<()> {
+        if let Some(log) = &self.log {
+            log.lock().unwrap_or_else(|p| p.into_inner()).append_synced()?;
+        }
+        let zxid = conn.shared.zxid.fetch_add(1, Ordering::Relaxed) + 1;
+        conn.answer(reply, zxid)
+    }
+}
+
+/// A request to answer: what its reply needs of it.
+pub(crate) struct Reply {
+    xid: i32,
+    op: Option<OpCode>,
+    /// The request's body, after its header.
+    pub(crate) body: Bytes,
+}
+
+impl Reply {
+    fn is_write(&self) -> bool {
+        matches!(
+            self.op,
+            Some(OpCode::Create | OpCode::Create2 | OpCode::SetData | OpCode::Delete)
+        )
+    }
+
+    /// The reply frame's body (header and record) for a reply at `zxid`.
+    fn encode(mut self, zxid: i64, shared: &Shared, out: &mut BytesMut) {
+        let xid = if self.op == Some(OpCode::Ping) { XID_PING } else { self.xid };
+        let stat = Stat {
+            data_length: shared.data.len() as i32,
+            mzxid: zxid,
+            ..Stat::default()
+        };
+        ReplyHeader { xid, zxid, err: 0 }.encode(out);
+        match self.op {
+            Some(OpCode::Create) => {
+                // The path asked for is the path created (no sequential names here).
+                let path = String::decode(&mut self.body).unwrap_or_default();
+                CreateResponse { path }.encode(out);
+            }
+            Some(OpCode::GetData) => encode_get_data_response(Some(&shared.data), &stat, out),
+            Some(OpCode::Exists) => StatResponse { stat }.encode(out),
+            Some(OpCode::SetData) => {
+                let data_length = SetDataRequest::decode(&mut self.body).map_or(0, |r| r.data.map_or(0, |d| d.len()));
+                StatResponse {
+                    stat: Stat {
+                        data_length: data_length as i32,
+                        ..stat
+                    },
+                }
+                .encode(out);
+            }
+            Some(OpCode::GetChildren) => out.extend_from_slice(&shared.children_body),
+            _ => {}
+        }
+    }
+}
+
+/// A connection's way out: its socket and the replies held behind a write not yet answered (so
+/// replies leave in request order).
+pub(crate) struct Conn {
+    shared: Arc<Shared>,
+    out: Mutex<Outgoing>,
+}
+
+struct Outgoing {
+    stream: TcpStream,
+    buf: BytesMut,
+    /// Replies waiting for the write at their head to be answered (`Conn::release`).
+    held: VecDeque<Reply>,
+}
+
+impl Conn {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Outgoing> {
+        self.out.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Answers `reply` at `zxid`, or holds it behind a write still waiting for its answer.
+    fn answer(&self, reply: Reply, zxid: i64) -> io::Result<()> {
+        let mut out = self.lock();
+        if !out.held.is_empty() {
+            out.held.push_back(reply);
+            return Ok(());
+        }
+        out.send(reply, zxid, &self.shared)
+    }
+
+    /// Holds a write whose answer comes with `release`.
+    pub(crate) fn hold(&self, reply: Reply) {
+        self.lock().held.push_back(reply);
+    }
+
+    /// Answers the oldest held write at `zxid`, and the reads held behind it.
+    pub(crate) fn release(&self, zxid: i64) -> io::Result<()> {
+        let mut out = self.lock();
+        let Some(write) = out.held.pop_front() else { return Ok(()) };
+        out.send(write, zxid, &self.shared)?;
+        while out.held.front().is_some_and(|r| !r.is_write()) {
+            let read = out.held.pop_front().expect("front checked");
+            out.send(read, zxid, &self.shared)?;
+        }
+        Ok(())
+    }
+}
+
+impl Outgoing {
+    fn send(&mut self, reply: Reply, zxid: i64, shared: &Shared) -> io::Result<()> {
+        let Outgoing { stream, buf, .. } = self;
+        write_frame(stream, buf, |out| reply.encode(zxid, shared, out))
+    }
 }
 
 /// Serves on 127.0.0.1:`port` until killed. Answers `ruok` with `imok`, as the servers do.
 pub fn serve(port: u16, data_bytes: usize, children: u64, sync_dir: Option<&Path>, wait: Wait) -> io::Result<()> {
     let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))?;
     eprintln!("null server on 127.0.0.1:{port}, children of {WIDE}: {children}, waiting in {wait:?}");
-    serve_on(listener, data_bytes, children, sync_dir, wait)
+    let writes = LocalWrites {
+        log: sync_dir.map(FloorLog::create).transpose()?.map(Mutex::new),
+    };
+    serve_on(listener, Arc::new(Shared::new(data_bytes, children, wait)), Arc::new(writes))
 }
 
-fn serve_on(
-    listener: TcpListener,
-    data_bytes: usize,
-    children: u64,
-    sync_dir: Option<&Path>,
-    wait: Wait,
-) -> io::Result<()> {
-    let log = sync_dir.map(FloorLog::create).transpose()?.map(Mutex::new);
-    let mut children_body = BytesMut::new();
-    let names = (0..children).map(|c| format!("child-{c:06}"));
-    encode_children_response(names, None, &mut children_body);
-    let shared = Arc::new(Shared {
-        data: vec![b'x'; data_bytes],
-        children_body: children_body.freeze(),
-        log,
-        zxid: AtomicI64::new(1),
-        sessions: AtomicI64::new(1),
-        connections: AtomicUsize::new(0),
-        wait,
-    });
+/// Serves the client protocol on `listener` until it fails, a thread per connection.
+pub(crate) fn serve_on(listener: TcpListener, shared: Arc<Shared>, writes: Arc<dyn Writes>) -> io::Result<()> {
     for stream in listener.incoming() {
         let Ok(stream) = stream else { continue };
         if shared.connections.fetch_add(1, Ordering::AcqRel) >= CONNECTIONS_MAX {
@@ -93,10 +221,11 @@ fn serve_on(
             continue;
         }
         let shared = shared.clone();
+        let writes = writes.clone();
         std::thread::spawn(move || {
             // A connection ends on its first error (the peer closed, or sent what this server
             // cannot read); nothing else is affected.
-            let _ = serve_connection(stream, &shared);
+            let _ = serve_connection(stream, &shared, &*writes);
             shared.connections.fetch_sub(1, Ordering::AcqRel);
         });
     }
@@ -109,7 +238,7 @@ fn read_frame(stream: &mut TcpStream, body: &mut Vec<u8>) -> io::Result<Bytes> {
     read_body(stream, len, body)
 }
 
-fn read_body(stream: &mut TcpStream, len: [u8; 4], body: &mut Vec<u8>) -> io::Result<Bytes> {
+pub(crate) fn read_body(stream: &mut TcpStream, len: [u8; 4], body: &mut Vec<u8>) -> io::Result<Bytes> {
     let len = i32::from_be_bytes(len);
     if len < 0 || len as usize > FRAME_BYTES_MAX {
         return Err(io::Error::new(
@@ -126,7 +255,7 @@ fn bad(e: impl std::fmt::Display) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e.to_string())
 }
 
-fn serve_connection(mut stream: TcpStream, shared: &Shared) -> io::Result<()> {
+fn serve_connection(mut stream: TcpStream, shared: &Arc<Shared>, writes: &dyn Writes) -> io::Result<()> {
     stream.set_nodelay(true)?;
     let mut body = Vec::new();
     let mut out = BytesMut::with_capacity(4096);
@@ -151,6 +280,14 @@ fn serve_connection(mut stream: TcpStream, shared: &Shared) -> io::Result<()> {
         response.encode(out);
         out.extend_from_slice(&[0]); // readOnly
     })?;
+    let conn = Arc::new(Conn {
+        shared: shared.clone(),
+        out: Mutex::new(Outgoing {
+            stream: stream.try_clone()?,
+            buf: out,
+            held: VecDeque::new(),
+        }),
+    });
     let readable = match shared.wait {
         Wait::Recv => None,
         Wait::Epoll => {
@@ -168,59 +305,25 @@ fn serve_connection(mut stream: TcpStream, shared: &Shared) -> io::Result<()> {
         }
         let mut request = read_frame(&mut stream, &mut body)?;
         let header = RequestHeader::decode(&mut request).map_err(bad)?;
-        let op = OpCode::from_i32(header.op);
-        let write = matches!(
-            op,
-            Some(OpCode::Create | OpCode::Create2 | OpCode::SetData | OpCode::Delete)
-        );
-        if write {
-            if let Some(log) = &shared.log {
-                log.lock().unwrap_or_else(|p| p.into_inner()).append_synced()?;
-            }
-        }
-        let zxid = if write {
-            shared.zxid.fetch_add(1, Ordering::Relaxed) + 1
+        let reply = Reply {
+            xid: header.xid,
+            op: OpCode::from_i32(header.op),
+            body: request,
+        };
+        let close = reply.op == Some(OpCode::CloseSession);
+        if reply.is_write() {
+            writes.write(&conn, reply)?;
         } else {
-            shared.zxid.load(Ordering::Relaxed)
-        };
-        let xid = if op == Some(OpCode::Ping) { XID_PING } else { header.xid };
-        let stat = Stat {
-            data_length: shared.data.len() as i32,
-            mzxid: zxid,
-            ..Stat::default()
-        };
-        write_frame(&mut stream, &mut out, |out| {
-            ReplyHeader { xid, zxid, err: 0 }.encode(out);
-            match op {
-                Some(OpCode::Create) => {
-                    // The path asked for is the path created (no sequential names here).
-                    let path = String::decode(&mut request).unwrap_or_default();
-                    CreateResponse { path }.encode(out);
-                }
-                Some(OpCode::GetData) => encode_get_data_response(Some(&shared.data), &stat, out),
-                Some(OpCode::Exists) => StatResponse { stat }.encode(out),
-                Some(OpCode::SetData) => {
-                    let data_length = SetDataRequest::decode(&mut request).map_or(0, |r| r.data.map_or(0, |d| d.len()));
-                    StatResponse {
-                        stat: Stat {
-                            data_length: data_length as i32,
-                            ..stat
-                        },
-                    }
-                    .encode(out);
-                }
-                Some(OpCode::GetChildren) => out.extend_from_slice(&shared.children_body),
-                _ => {}
-            }
-        })?;
-        if op == Some(OpCode::CloseSession) {
+            conn.answer(reply, shared.zxid.load(Ordering::Relaxed))?;
+        }
+        if close {
             return Ok(());
         }
     }
 }
 
 /// Writes one frame: its length, then what `body` appends.
-fn write_frame(stream: &mut TcpStream, out: &mut BytesMut, body: impl FnOnce(&mut BytesMut)) -> io::Result<()> {
+pub(crate) fn write_frame(stream: &mut TcpStream, out: &mut BytesMut, body: impl FnOnce(&mut BytesMut)) -> io::Result<()> {
     out.clear();
     out.extend_from_slice(&[0; 4]);
     body(out);
@@ -252,7 +355,11 @@ mod tests {
         let address = listener.local_addr().unwrap();
         let dir = std::env::temp_dir().join(format!("null-server-test-{}-{wait:?}", std::process::id()));
         let log_dir = dir.clone();
-        std::thread::spawn(move || serve_on(listener, 100, 3, Some(&log_dir), wait));
+        let writes = LocalWrites {
+            log: Some(Mutex::new(FloorLog::create(&log_dir).unwrap())),
+        };
+        let shared = Arc::new(Shared::new(100, 3, wait));
+        std::thread::spawn(move || serve_on(listener, shared, Arc::new(writes)));
         let mut session = Session::connect(address, None, std::time::Duration::from_secs(10))
             .await
             .unwrap();
@@ -286,7 +393,8 @@ mod tests {
         assert_eq!(StatResponse::decode(&mut body).unwrap().stat.data_length, 3);
         // A write is a new zxid, synced to the log first.
         assert!(set.zxid > header.zxid);
-        assert!(std::fs::metadata(dir.join("floor.log")).unwrap().len() > 0);
+        // The log is preallocated with zeros: the write left its record at the start.
+        assert_eq!(std::fs::read(dir.join("floor.log")).unwrap()[0], 0x5a);
 
         let (header, mut body) = session
             .call(
