@@ -210,6 +210,7 @@ kind_port() { # <kind>: the first of its ports
 # _nullServer.
 run_request_rows() {
     local null_port=$((PORT_BASE + 5)) null_pid w kind dir port row_shape mode sessions outstanding
+    [ -n "$BENCH_SERVERS" ] || return 0
     "$CARGO_TARGET_DIR/release/ferrokeeper-bench" null-server --port "$null_port" --sync-dir "$BENCH_DIR/null-floor" \
         2>> "$BENCH_DIR/null-floor.log" &
     null_pid=$!
@@ -243,58 +244,68 @@ srvr_mode() { # <host> <port>
 # A 3-server ensemble of <kind> on 127.0.<net>.1-3 (client port ENSEMBLE_PORT, quorum 2888,
 # election 3888), the same zoo.cfg as the standalone rows plus the quorum lines (initLimit=10,
 # syncLimit=5, ZooKeeper's sample values). Request load goes through a follower, as most client
-# traffic does in an ensemble; then the leader is killed with SIGKILL and the time to the first
-# acknowledged write through a survivor is measured (new session, create).
-run_ensemble() { # <kind> <net>
-    local kind=$1 net=$2 label="$1-ensemble" w sid leader follower survivor
-    local port=$((PORT_BASE + 50)) pids=() dir
-    start_members() {
-        pids=()
-        for sid in 1 2 3; do
-            dir="$BENCH_DIR/$label/$sid"
-            rm -rf "$dir"; write_zoo_cfg "$dir" "$port"
-            sed -i "s/^clientPortAddress=.*/clientPortAddress=127.0.$net.$sid/" "$dir/zoo.cfg"
-            printf 'initLimit=10\nsyncLimit=5\n' >> "$dir/zoo.cfg"
-            for m in 1 2 3; do echo "server.$m=127.0.$net.$m:2888:3888" >> "$dir/zoo.cfg"; done
-            echo "$sid" > "$dir/data/myid"
-            pids+=("$("start_${kind}_member" "$dir")")
-        done
-        leader=""
-        for _ in $(seq 1 600); do
-            for sid in 1 2 3; do
-                [ "$(srvr_mode "127.0.$net.$sid" "$port")" = leader ] && leader=$sid
-            done
-            local serving=0
-            for sid in 1 2 3; do
-                case "$(srvr_mode "127.0.$net.$sid" "$port")" in leader|follower) serving=$((serving + 1)) ;; esac
-            done
-            [ -n "$leader" ] && [ "$serving" = 3 ] && break
-            leader=""
-            sleep 0.1
-        done
-        [ -n "$leader" ] || { log "$label did not form"; tail -20 "$BENCH_DIR/$label"/*/server.log >&2; exit 1; }
-        follower=$(( leader % 3 + 1 ))
-        survivor=$(( follower % 3 + 1 ))
-    }
-    stop_members() { local p; for p in "${pids[@]}"; do stop_pid "$p"; done; }
-    for w in $ENSEMBLE_WORKLOADS; do
-        start_members
-        log "$label: $w through follower $follower (leader $leader)"
-        ensemble_bench "$label" "127.0.$net.$follower:$port" "${pids[$((follower - 1))]}" load "$w" --mode throughput \
-            --sessions 32 --outstanding 1000 --warmup-secs "$WARMUP" --secs "$SECS"
-        ensemble_bench "$label" "127.0.$net.$follower:$port" "${pids[$((follower - 1))]}" load "$w" --mode latency \
-            --sessions 1 --outstanding 1 --warmup-secs "$WARMUP" --secs "$SECS"
-        stop_members
+# traffic does in an ensemble, each workload on a fresh ensemble; at the end the leader is killed
+# with SIGKILL and the time to the first acknowledged write through a survivor is measured (new
+# session, create).
+ENSEMBLE_PORT=$((PORT_BASE + 50))
+start_members() { # <kind> <net>; sets MEMBER_PIDS, LEADER, FOLLOWER, SURVIVOR
+    local kind=$1 net=$2 label="$1-ensemble" sid m dir serving
+    MEMBER_PIDS=()
+    for sid in 1 2 3; do
+        dir="$BENCH_DIR/$label/$sid"
+        rm -rf "$dir"; write_zoo_cfg "$dir" "$ENSEMBLE_PORT"
+        sed -i "s/^clientPortAddress=.*/clientPortAddress=127.0.$net.$sid/" "$dir/zoo.cfg"
+        printf 'initLimit=10\nsyncLimit=5\n' >> "$dir/zoo.cfg"
+        for m in 1 2 3; do echo "server.$m=127.0.$net.$m:2888:3888" >> "$dir/zoo.cfg"; done
+        echo "$sid" > "$dir/data/myid"
+        MEMBER_PIDS+=("$("start_${kind}_member" "$dir")")
     done
-    start_members
+    LEADER=""
+    for _ in $(seq 1 600); do
+        for sid in 1 2 3; do
+            [ "$(srvr_mode "127.0.$net.$sid" "$ENSEMBLE_PORT")" = leader ] && LEADER=$sid
+        done
+        serving=0
+        for sid in 1 2 3; do
+            case "$(srvr_mode "127.0.$net.$sid" "$ENSEMBLE_PORT")" in leader|follower) serving=$((serving + 1)) ;; esac
+        done
+        [ -n "$LEADER" ] && [ "$serving" = 3 ] && break
+        LEADER=""
+        sleep 0.1
+    done
+    [ -n "$LEADER" ] || { log "$label did not form"; tail -20 "$BENCH_DIR/$label"/*/server.log >&2; exit 1; }
+    FOLLOWER=$(( LEADER % 3 + 1 ))
+    SURVIVOR=$(( FOLLOWER % 3 + 1 ))
+}
+
+stop_members() {
+    local p
+    for p in "${MEMBER_PIDS[@]}"; do stop_pid "$p"; done
+}
+
+ensemble_rows() { # <kind> <net> <workload>: both modes, through a follower of a fresh ensemble
+    local label="$1-ensemble" net=$2 w=$3 pid
+    start_members "$1" "$net"
+    pid=${MEMBER_PIDS[$((FOLLOWER - 1))]}
+    log "$label: $w through follower $FOLLOWER (leader $LEADER)"
+    ensemble_bench "$label" "127.0.$net.$FOLLOWER:$ENSEMBLE_PORT" "$pid" load "$w" --mode throughput \
+        --sessions 32 --outstanding 1000 --warmup-secs "$WARMUP" --secs "$SECS"
+    ensemble_bench "$label" "127.0.$net.$FOLLOWER:$ENSEMBLE_PORT" "$pid" load "$w" --mode latency \
+        --sessions 1 --outstanding 1 --warmup-secs "$WARMUP" --secs "$SECS"
+    stop_members
+}
+
+ensemble_failover() { # <kind> <net>
+    local label="$1-ensemble" net=$2 since_ms
+    start_members "$1" "$net"
     # Let every member settle into broadcast (a write through each) before the kill.
-    "$CARGO_TARGET_DIR/release/ferrokeeper-bench" --server "127.0.$net.$survivor:$port" first-write \
+    "$CARGO_TARGET_DIR/release/ferrokeeper-bench" --server "127.0.$net.$SURVIVOR:$ENSEMBLE_PORT" first-write \
         --since-epoch-ms 0 --path /bench-settled >/dev/null
-    local since_ms
     since_ms=$(date +%s%3N)
-    kill -9 "${pids[$((leader - 1))]}"
-    log "$label: killed leader $leader; writing through $survivor"
-    ensemble_bench "$label" "127.0.$net.$survivor:$port" "${pids[$((survivor - 1))]}" first-write --since-epoch-ms "$since_ms"
+    kill -9 "${MEMBER_PIDS[$((LEADER - 1))]}"
+    log "$label: killed leader $LEADER; writing through $SURVIVOR"
+    ensemble_bench "$label" "127.0.$net.$SURVIVOR:$ENSEMBLE_PORT" "${MEMBER_PIDS[$((SURVIVOR - 1))]}" first-write \
+        --since-epoch-ms "$since_ms"
     stop_members
 }
 
@@ -302,25 +313,42 @@ run_ensemble() { # <kind> <net>
 # null-member: three processes that reply as the null server does and replicate each write as a
 # Zab quorum must: forwarded to the leader, proposed to both followers, one record synced to every
 # member's log, on the same disk, committed on a majority's acks), member 1 leading, the rows
-# through member 2. Rows labelled _nullEnsemble.
-run_null_ensemble() { # <net>
-    local net=$1 port=$((PORT_BASE + 50)) pids=() sid w
+# through member 2. Rows labelled _nullEnsemble. Sets NULL_PIDS.
+start_null_ensemble() { # <net>
+    local net=$1 sid
+    NULL_PIDS=()
     for sid in 1 2 3; do
         rm -rf "$BENCH_DIR/null-ensemble/$sid"
-        "$CARGO_TARGET_DIR/release/ferrokeeper-bench" null-member --host "127.0.$net.$sid" --port "$port" \
+        "$CARGO_TARGET_DIR/release/ferrokeeper-bench" null-member --host "127.0.$net.$sid" --port "$ENSEMBLE_PORT" \
             --leader "127.0.$net.1" --sync-dir "$BENCH_DIR/null-ensemble/$sid" 2>> "$BENCH_DIR/null-ensemble.log" &
-        pids+=($!)
+        NULL_PIDS+=($!)
     done
     for sid in 1 2 3; do
-        wait_ready "$port" "${pids[$((sid - 1))]}" "127.0.$net.$sid" \
+        wait_ready "$ENSEMBLE_PORT" "${NULL_PIDS[$((sid - 1))]}" "127.0.$net.$sid" \
             || { log "null ensemble did not start"; cat "$BENCH_DIR/null-ensemble.log" >&2; exit 1; }
     done
+}
+
+# Each kind in BENCH_ENSEMBLES on 127.0.91.x, 127.0.92.x, ...: each workload's rows of every kind
+# back to back, then the null ensemble's (on the next net), so they meet the machine in the same
+# state, as the standalone rows do; then each kind's failover.
+run_ensembles() {
+    local kinds=($BENCH_ENSEMBLES) i w null_net
+    [ ${#kinds[@]} -gt 0 ] || return 0
+    null_net=$((91 + ${#kinds[@]}))
+    start_null_ensemble "$null_net"
     for w in $ENSEMBLE_WORKLOADS; do
+        for i in "${!kinds[@]}"; do
+            ensemble_rows "${kinds[$i]}" $((91 + i)) "$w"
+        done
         log "null ensemble: $w latency"
-        ensemble_bench _nullEnsemble "127.0.$net.2:$port" "${pids[1]}" load "$w" --mode latency \
+        ensemble_bench _nullEnsemble "127.0.$null_net.2:$ENSEMBLE_PORT" "${NULL_PIDS[1]}" load "$w" --mode latency \
             --sessions 1 --outstanding 1 --warmup-secs "$WARMUP" --secs "$SECS"
     done
-    for sid in 1 2 3; do stop_pid "${pids[$((sid - 1))]}"; done
+    for i in "${!NULL_PIDS[@]}"; do stop_pid "${NULL_PIDS[$i]}"; done
+    for i in "${!kinds[@]}"; do
+        ensemble_failover "${kinds[$i]}" $((91 + i))
+    done
 }
 
 ensemble_bench() { # <label> <host:port> <pid> <args...>; durable as the standalone kind
@@ -367,16 +395,8 @@ main() {
         log "=== $kind"
         run_suite "$kind"
     done
-    local net=90
-    for kind in $BENCH_ENSEMBLES; do
-        net=$((net + 1))
-        log "=== $kind ensemble"
-        run_ensemble "$kind" "$net"
-    done
-    if [ -n "$BENCH_ENSEMBLES" ]; then
-        log "=== null ensemble"
-        run_null_ensemble $((net + 1))
-    fi
+    log "=== ensembles"
+    run_ensembles
     {
         echo "date: $(date -u +%Y-%m-%dT%H:%MZ)  machine: $(nproc) cores $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(free -g | awk '/Mem:/{print $2}') GiB, kernel $(uname -r)"
         echo "zookeeper: $(java -version 2>&1 | head -1), -Xmx$ZK_HEAP, forceSync=yes (default); ferrokeeper: $(git rev-parse --short HEAD)$([ "$durable_ferrokeeper" = true ] || echo ', in-memory: does NOT fsync (durable storage not landed yet)')"
