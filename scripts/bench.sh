@@ -244,7 +244,7 @@ srvr_mode() { # <host> <port>
 # A 3-server ensemble of <kind> on 127.0.<net>.1-3 (client port ENSEMBLE_PORT, quorum 2888,
 # election 3888), the same zoo.cfg as the standalone rows plus the quorum lines (initLimit=10,
 # syncLimit=5, ZooKeeper's sample values). Request load goes through a follower, as most client
-# traffic does in an ensemble, each workload on a fresh ensemble; at the end the leader is killed
+# traffic does in an ensemble, each row on a fresh ensemble; at the end the leader is killed
 # with SIGKILL and the time to the first acknowledged write through a survivor is measured (new
 # session, create).
 ENSEMBLE_PORT=$((PORT_BASE + 50))
@@ -283,16 +283,18 @@ stop_members() {
     for p in "${MEMBER_PIDS[@]}"; do stop_pid "$p"; done
 }
 
-ensemble_rows() { # <kind> <net> <workload>: both modes, through a follower of a fresh ensemble
-    local label="$1-ensemble" net=$2 w=$3 pid
-    start_members "$1" "$net"
-    pid=${MEMBER_PIDS[$((FOLLOWER - 1))]}
-    log "$label: $w through follower $FOLLOWER (leader $LEADER)"
-    ensemble_bench "$label" "127.0.$net.$FOLLOWER:$ENSEMBLE_PORT" "$pid" load "$w" --mode throughput \
-        --sessions 32 --outstanding 1000 --warmup-secs "$WARMUP" --secs "$SECS"
-    ensemble_bench "$label" "127.0.$net.$FOLLOWER:$ENSEMBLE_PORT" "$pid" load "$w" --mode latency \
-        --sessions 1 --outstanding 1 --warmup-secs "$WARMUP" --secs "$SECS"
-    stop_members
+# Both modes of <workload>, each through a follower of a fresh ensemble (so the 1 x 1 row does not
+# run beside the snapshots and log of the 32 x 1,000 row's writes, as in the standalone rows).
+ensemble_rows() { # <kind> <net> <workload>
+    local label="$1-ensemble" net=$2 w=$3 row_shape mode sessions outstanding
+    for row_shape in "throughput 32 1000" "latency 1 1"; do
+        read -r mode sessions outstanding <<< "$row_shape"
+        start_members "$1" "$net"
+        log "$label: $w $mode through follower $FOLLOWER (leader $LEADER)"
+        ensemble_bench "$label" "127.0.$net.$FOLLOWER:$ENSEMBLE_PORT" "${MEMBER_PIDS[$((FOLLOWER - 1))]}" load "$w" \
+            --mode "$mode" --sessions "$sessions" --outstanding "$outstanding" --warmup-secs "$WARMUP" --secs "$SECS"
+        stop_members
+    done
 }
 
 ensemble_failover() { # <kind> <net>

@@ -150,7 +150,7 @@ impl Pending {
         if conns.len() >= PENDING_MAX {
             return Err(io::Error::other("too many writes waiting for their commit"));
         }
-        conn.hold(reply);
+        conn.hold(reply)?;
         conns.insert(tag, conn.clone());
         Ok(tag)
     }

@@ -35,6 +35,9 @@ use crate::workload::WIDE;
 const CONNECTIONS_MAX: usize = 4_096;
 /// Largest request frame read (the generator's requests are a few hundred bytes).
 const FRAME_BYTES_MAX: usize = 1 << 20;
+/// Replies a connection may hold behind writes waiting for their answer; past it the connection
+/// is closed.
+const HELD_MAX: usize = 65_536;
 /// The xid of a ping's reply.
 const XID_PING: i32 = -2;
 
@@ -171,15 +174,14 @@ impl Conn {
     fn answer(&self, reply: Reply, zxid: i64) -> io::Result<()> {
         let mut out = self.lock();
         if !out.held.is_empty() {
-            out.held.push_back(reply);
-            return Ok(());
+            return out.hold(reply);
         }
         out.send(reply, zxid, &self.shared)
     }
 
     /// Holds a write whose answer comes with `release`.
-    pub(crate) fn hold(&self, reply: Reply) {
-        self.lock().held.push_back(reply);
+    pub(crate) fn hold(&self, reply: Reply) -> io::Result<()> {
+        self.lock().hold(reply)
     }
 
     /// Answers the oldest held write at `zxid`, and the reads held behind it.
@@ -196,6 +198,14 @@ impl Conn {
 }
 
 impl Outgoing {
+    fn hold(&mut self, reply: Reply) -> io::Result<()> {
+        if self.held.len() >= HELD_MAX {
+            return Err(io::Error::other("too many replies held behind unanswered writes"));
+        }
+        self.held.push_back(reply);
+        Ok(())
+    }
+
     fn send(&mut self, reply: Reply, zxid: i64, shared: &Shared) -> io::Result<()> {
         let Outgoing { stream, buf, .. } = self;
         write_frame(stream, buf, |out| reply.encode(zxid, shared, out))
