@@ -35,9 +35,9 @@ ZK_HEAP=${ZK_HEAP:-2g}
 # of the 21850-23999 range other work on this machine uses.
 PORT_BASE=${PORT_BASE:-24100}
 if [ "${BENCH_QUICK:-0}" = 1 ]; then
-    WARMUP=0.5 SECS=2 ZNODES=100000 STORM=2000 WATCHERS=200 ROUNDS=10
+    WARMUP=0.5 SECS=2 ZNODES=100000 STORM=2000 WATCHERS=200 ROUNDS=10 REPEATS=${BENCH_REPEATS:-1}
 else
-    WARMUP=2 SECS=8 ZNODES=1000000 STORM=10000 WATCHERS=1000 ROUNDS=300
+    WARMUP=2 SECS=8 ZNODES=1000000 STORM=10000 WATCHERS=1000 ROUNDS=300 REPEATS=${BENCH_REPEATS:-3}
 fi
 WORKLOADS="create set-data get-data exists get-children mixed"
 
@@ -209,7 +209,7 @@ kind_port() { # <kind>: the first of its ports
 # of two processes, the sync) is in it; nothing a server could do better is. Rows labelled
 # _nullServer.
 run_request_rows() {
-    local null_port=$((PORT_BASE + 5)) null_pid w kind dir port row_shape mode sessions outstanding
+    local null_port=$((PORT_BASE + 5)) null_pid w kind dir port row_shape mode sessions outstanding rep
     [ -n "$BENCH_SERVERS" ] || return 0
     "$CARGO_TARGET_DIR/release/ferrokeeper-bench" null-server --port "$null_port" --sync-dir "$BENCH_DIR/null-floor" \
         2>> "$BENCH_DIR/null-floor.log" &
@@ -218,20 +218,22 @@ run_request_rows() {
     for row_shape in "throughput 32 1000" "latency 1 1"; do
         read -r mode sessions outstanding <<< "$row_shape"
         for w in $WORKLOADS; do
-            for kind in $BENCH_SERVERS; do
-                dir="$BENCH_DIR/$kind"; port=$(kind_port "$kind")
-                rm -rf "$dir"; write_zoo_cfg "$dir" "$port"
-                start "$kind" "$dir" "$port"
-                log "$kind: $w $mode, pid $PID on port $port"
-                bench "$kind" "$port" "$PID" load "$w" --mode "$mode" --sessions "$sessions" \
-                    --outstanding "$outstanding" --warmup-secs "$WARMUP" --secs "$SECS"
-                stop_pid "$PID"
+            for rep in $(seq 1 "$([ "$mode" = latency ] && echo "$REPEATS" || echo 1)"); do
+                for kind in $BENCH_SERVERS; do
+                    dir="$BENCH_DIR/$kind"; port=$(kind_port "$kind")
+                    rm -rf "$dir"; write_zoo_cfg "$dir" "$port"
+                    start "$kind" "$dir" "$port"
+                    log "$kind: $w $mode ($rep), pid $PID on port $port"
+                    bench "$kind" "$port" "$PID" load "$w" --mode "$mode" --sessions "$sessions" \
+                        --outstanding "$outstanding" --warmup-secs "$WARMUP" --secs "$SECS"
+                    stop_pid "$PID"
+                done
+                [ "$mode" = latency ] || continue
+                log "null server: $w latency ($rep)"
+                "$CARGO_TARGET_DIR/release/ferrokeeper-bench" --server "127.0.0.1:$null_port" --label _nullServer \
+                    --server-pid "$null_pid" --json "$BENCH_OUT/results.jsonl" --source-ips 64 load "$w" --mode latency \
+                    --sessions 1 --outstanding 1 --warmup-secs "$WARMUP" --secs "$SECS" >&2
             done
-            [ "$mode" = latency ] || continue
-            log "null server: $w latency"
-            "$CARGO_TARGET_DIR/release/ferrokeeper-bench" --server "127.0.0.1:$null_port" --label _nullServer \
-                --server-pid "$null_pid" --json "$BENCH_OUT/results.jsonl" --source-ips 64 load "$w" --mode latency \
-                --sessions 1 --outstanding 1 --warmup-secs "$WARMUP" --secs "$SECS" >&2
         done
     done
     stop_pid "$null_pid"
@@ -283,18 +285,17 @@ stop_members() {
     for p in "${MEMBER_PIDS[@]}"; do stop_pid "$p"; done
 }
 
-# Both modes of <workload>, each through a follower of a fresh ensemble (so the 1 x 1 row does not
-# run beside the snapshots and log of the 32 x 1,000 row's writes, as in the standalone rows).
-ensemble_rows() { # <kind> <net> <workload>
-    local label="$1-ensemble" net=$2 w=$3 row_shape mode sessions outstanding
-    for row_shape in "throughput 32 1000" "latency 1 1"; do
-        read -r mode sessions outstanding <<< "$row_shape"
-        start_members "$1" "$net"
-        log "$label: $w $mode through follower $FOLLOWER (leader $LEADER)"
-        ensemble_bench "$label" "127.0.$net.$FOLLOWER:$ENSEMBLE_PORT" "${MEMBER_PIDS[$((FOLLOWER - 1))]}" load "$w" \
-            --mode "$mode" --sessions "$sessions" --outstanding "$outstanding" --warmup-secs "$WARMUP" --secs "$SECS"
-        stop_members
-    done
+# One row of <workload> (throughput: 32 x 1,000; latency: 1 x 1) through a follower of a fresh
+# ensemble (so a 1 x 1 row does not run beside the snapshots and log of a 32 x 1,000 row's writes,
+# as in the standalone rows).
+ensemble_row() { # <kind> <net> <workload> <mode>
+    local label="$1-ensemble" net=$2 w=$3 mode=$4 sessions=32 outstanding=1000
+    [ "$mode" = latency ] && sessions=1 outstanding=1
+    start_members "$1" "$net"
+    log "$label: $w $mode through follower $FOLLOWER (leader $LEADER)"
+    ensemble_bench "$label" "127.0.$net.$FOLLOWER:$ENSEMBLE_PORT" "${MEMBER_PIDS[$((FOLLOWER - 1))]}" load "$w" \
+        --mode "$mode" --sessions "$sessions" --outstanding "$outstanding" --warmup-secs "$WARMUP" --secs "$SECS"
+    stop_members
 }
 
 ensemble_failover() { # <kind> <net>
@@ -332,20 +333,25 @@ start_null_ensemble() { # <net>
 }
 
 # Each kind in BENCH_ENSEMBLES on 127.0.91.x, 127.0.92.x, ...: each workload's rows of every kind
-# back to back, then the null ensemble's (on the next net), so they meet the machine in the same
-# state, as the standalone rows do; then each kind's failover.
+# back to back, its 1 x 1 rows REPEATS times each with the null ensemble's (on the next net), so
+# they meet the machine in the same state, as the standalone rows do; then each kind's failover.
 run_ensembles() {
-    local kinds=($BENCH_ENSEMBLES) i w null_net
+    local kinds=($BENCH_ENSEMBLES) i w null_net rep
     [ ${#kinds[@]} -gt 0 ] || return 0
     null_net=$((91 + ${#kinds[@]}))
     start_null_ensemble "$null_net"
     for w in $ENSEMBLE_WORKLOADS; do
         for i in "${!kinds[@]}"; do
-            ensemble_rows "${kinds[$i]}" $((91 + i)) "$w"
+            ensemble_row "${kinds[$i]}" $((91 + i)) "$w" throughput
         done
-        log "null ensemble: $w latency"
-        ensemble_bench _nullEnsemble "127.0.$null_net.2:$ENSEMBLE_PORT" "${NULL_PIDS[1]}" load "$w" --mode latency \
-            --sessions 1 --outstanding 1 --warmup-secs "$WARMUP" --secs "$SECS"
+        for rep in $(seq 1 "$REPEATS"); do
+            for i in "${!kinds[@]}"; do
+                ensemble_row "${kinds[$i]}" $((91 + i)) "$w" latency
+            done
+            log "null ensemble: $w latency ($rep)"
+            ensemble_bench _nullEnsemble "127.0.$null_net.2:$ENSEMBLE_PORT" "${NULL_PIDS[1]}" load "$w" --mode latency \
+                --sessions 1 --outstanding 1 --warmup-secs "$WARMUP" --secs "$SECS"
+        done
     done
     for i in "${!NULL_PIDS[@]}"; do stop_pid "${NULL_PIDS[$i]}"; done
     for i in "${!kinds[@]}"; do
@@ -403,6 +409,7 @@ main() {
         echo "date: $(date -u +%Y-%m-%dT%H:%MZ)  machine: $(nproc) cores $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(free -g | awk '/Mem:/{print $2}') GiB, kernel $(uname -r)"
         echo "zookeeper: $(java -version 2>&1 | head -1), -Xmx$ZK_HEAP, forceSync=yes (default); ferrokeeper: $(git rev-parse --short HEAD)$([ "$durable_ferrokeeper" = true ] || echo ', in-memory: does NOT fsync (durable storage not landed yet)')"
         echo "dataDir disk: $(df --output=source "$BENCH_DIR" | tail -1), $syncs fdatasync/s measured; windows: ${WARMUP}s warm-up + ${SECS}s measured"
+        echo "1 x 1 rows (and their floors): each figure the median of $REPEATS rows, ZooKeeper's, ferrokeeper's and the floor's taking turns"
         echo "listen backlog: somaxconn $(cat /proc/sys/net/core/somaxconn); generator and server share the cores: see cpu columns in results.jsonl"
     } > "$BENCH_OUT/header.txt"
     python3 scripts/bench_report.py "$BENCH_OUT"

@@ -28,6 +28,31 @@ def load(path):
         return [json.loads(line) for line in f if line.strip()]
 
 
+def median(values):
+    values = sorted(values)
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+def merge_repeats(rows):
+    """One row per (server, workload, mode): a row measured several times (bench.sh REPEATS) gets
+    the median of each numeric figure, each taken on its own, and `repeats` = how many."""
+    groups = {}
+    for r in rows:
+        groups.setdefault((r["server"], r["workload"], r["mode"]), []).append(r)
+    merged = []
+    for group in groups.values():
+        row = dict(group[0])
+        if len(group) > 1:
+            for key, value in group[0].items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    row[key] = median([r[key] for r in group
+                                       if isinstance(r.get(key), (int, float)) and not isinstance(r.get(key), bool)])
+            row["repeats"] = len(group)
+        merged.append(row)
+    return merged
+
+
 def fmt_rate(v):
     return "-" if v is None else f"{v:,.0f}"
 
@@ -55,7 +80,7 @@ def fmt_ratio(r, target=None, best=None):
 
 
 def main(out_dir):
-    rows = load(os.path.join(out_dir, "results.jsonl"))
+    rows = merge_repeats(load(os.path.join(out_dir, "results.jsonl")))
     servers = []
     for r in rows:
         # Rows about the machine itself ("_machine") are not a server to compare.
