@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Benchmark ferrokeeper against the real Apache ZooKeeper 3.8.0 (Debian package) in one run and
 # print one table: each figure for both servers and the ratio. On demand only (not run by
-# scripts/test.sh): it takes about 16 minutes (standalone rows and ensembles) and its figures
+# scripts/test.sh): it takes about 35 minutes (standalone rows and ensembles) and its figures
 # depend on the machine.
 #
 # Usage: scripts/bench.sh            full run
-#        BENCH_QUICK=1 scripts/bench.sh   short windows, 100k znodes, 2000-session storm (smoke test)
+#        BENCH_QUICK=1 scripts/bench.sh   short windows, 100k znodes, 2000-session storm, each
+#                                         1 x 1 row once (smoke test)
+#        BENCH_REPEATS=N                  how many times each 1 x 1 row runs (default 3; the
+#                                         table gives medians)
 #
 # Both servers get the same zoo.cfg (fsync on: ZooKeeper's default forceSync=yes; dataDir on the
 # same disk, under $BENCH_DIR), maxClientCnxns=0 so the 10,000-session storm is not refused per
