@@ -248,7 +248,7 @@ fn read_frame(stream: &mut TcpStream, body: &mut Vec<u8>) -> io::Result<Bytes> {
     read_body(stream, len, body)
 }
 
-pub(crate) fn read_body(stream: &mut TcpStream, len: [u8; 4], body: &mut Vec<u8>) -> io::Result<Bytes> {
+fn read_body(stream: &mut TcpStream, len: [u8; 4], body: &mut Vec<u8>) -> io::Result<Bytes> {
     let len = i32::from_be_bytes(len);
     if len < 0 || len as usize > FRAME_BYTES_MAX {
         return Err(io::Error::new(
@@ -333,7 +333,7 @@ fn serve_connection(mut stream: TcpStream, shared: &Arc<Shared>, writes: &dyn Wr
 }
 
 /// Writes one frame: its length, then what `body` appends.
-pub(crate) fn write_frame(stream: &mut TcpStream, out: &mut BytesMut, body: impl FnOnce(&mut BytesMut)) -> io::Result<()> {
+fn write_frame(stream: &mut TcpStream, out: &mut BytesMut, body: impl FnOnce(&mut BytesMut)) -> io::Result<()> {
     out.clear();
     out.extend_from_slice(&[0; 4]);
     body(out);
