@@ -21,7 +21,7 @@ use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -189,12 +189,12 @@ pub struct MemberSpec<'a> {
 /// Runs one member until killed.
 pub fn serve_member(spec: &MemberSpec) -> io::Result<()> {
     let shared = Arc::new(Shared::new(spec.data_bytes, spec.children, Wait::Recv));
-    let log = Mutex::new(FloorLog::create(spec.sync_dir)?);
+    let log = FloorLog::create(spec.sync_dir)?;
     let writes: Arc<dyn Writes> = if spec.host == spec.leader {
         let quorum = TcpListener::bind(SocketAddr::from((spec.host, spec.quorum_port)))?;
         let leader = Arc::new(Leader {
             shared: shared.clone(),
-            log,
+            log: Mutex::new(log),
             followers: Mutex::new(Vec::new()),
             proposals: Mutex::new(HashMap::new()),
             majority: spec.members / 2 + 1,
@@ -342,7 +342,7 @@ struct Follower {
 impl Follower {
     /// Connects to the leader (retrying until it listens), says hello, and starts the thread
     /// that reads the leader.
-    fn start(id: u32, shared: Arc<Shared>, log: Mutex<FloorLog>, leader: SocketAddr) -> io::Result<Arc<Follower>> {
+    fn start(id: u32, shared: Arc<Shared>, log: FloorLog, leader: SocketAddr) -> io::Result<Arc<Follower>> {
         let started = Instant::now();
         let stream = loop {
             match TcpStream::connect(leader) {
@@ -370,9 +370,8 @@ impl Follower {
         Ok(follower)
     }
 
-    fn read_leader(&self, mut stream: TcpStream, shared: &Shared, log: Mutex<FloorLog>) -> io::Error {
+    fn read_leader(&self, mut stream: TcpStream, shared: &Shared, mut log: FloorLog) -> io::Error {
         let mut buf = Vec::new();
-        let mut log: MutexGuard<'_, FloorLog> = log.lock().unwrap_or_else(|p| p.into_inner());
         loop {
             let packet = match Packet::read(&mut stream, &mut buf) {
                 Ok(packet) => packet,
